@@ -1,0 +1,28 @@
+# koqa: raw Korean QA data -> cleaned, tokenized shards -> one training job per adapter variant
+# -> batched prediction -> scores, leaderboard and a validated results/submission.csv.
+
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/model.smk"
+include: "rules/train.smk"
+include: "rules/predict.smk"
+include: "rules/score.smk"
+
+
+rule all:
+    input:
+        "results/submission.csv",
+        "results/leaderboard.tsv",
+    default_target: True

@@ -1,0 +1,80 @@
+"""The competition metric: KorQuAD 1.0 character F1 and exact match, single reference.
+
+Exactly as the Dacon 2024 Inha AI Challenge scored it (see README, "Metric"):
+
+1. normalize: each of ``' " 《 》 < > 〈 〉 ( ) ‘ ’`` becomes a space, the text is lower-cased,
+   every ASCII punctuation character is deleted and whitespace runs collapse;
+2. the normalized words are concatenated, so whitespace and word order stop mattering;
+3. F1 is computed over the multiset of characters, EM on the normalized strings.
+
+Pure Python: no torch, no pandas, so it can score anything anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_TO_SPACE = re.compile(r"[\'\"《》<>〈〉()‘’]")
+_ASCII_PUNCT = str.maketrans("", "", string.punctuation)
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalize_answer(text: str) -> str:
+    """Normalize an answer the way the official scorer does."""
+    text = _TO_SPACE.sub(" ", text).lower().translate(_ASCII_PUNCT)
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def _chars(text: str) -> list[str]:
+    return list("".join(normalize_answer(text).split()))
+
+
+def char_f1(prediction: str, gold: str) -> float:
+    """Character-level F1 between one prediction and one gold answer, in [0, 1]."""
+    pred_chars, gold_chars = _chars(prediction), _chars(gold)
+    common = sum((Counter(pred_chars) & Counter(gold_chars)).values())
+    if common == 0:
+        return 0.0
+    precision = common / len(pred_chars)
+    recall = common / len(gold_chars)
+    return 2 * precision * recall / (precision + recall)
+
+
+def exact_match(prediction: str, gold: str) -> bool:
+    """True when both answers normalize to the same string."""
+    return normalize_answer(prediction) == normalize_answer(gold)
+
+
+@dataclass(frozen=True)
+class Score:
+    """Mean F1 and EM over the gold rows (0-1 scale) and how many rows they cover."""
+
+    f1: float
+    em: float
+    n: int
+    missing: int
+
+
+def score(predictions: Mapping[str, str], gold: Mapping[str, str]) -> Score:
+    """Score predictions keyed by id against gold answers keyed by id.
+
+    Every gold row counts; an id with no prediction scores 0 and is counted in ``missing``.
+    Predictions for ids that are not in ``gold`` are ignored.
+    """
+    if not gold:
+        raise ValueError("cannot score against an empty gold set")
+    f1_total = em_total = 0.0
+    missing = 0
+    for row_id, answer in gold.items():
+        prediction = predictions.get(row_id)
+        if prediction is None:
+            missing += 1
+            continue
+        f1_total += char_f1(prediction, answer)
+        em_total += exact_match(prediction, answer)
+    n = len(gold)
+    return Score(f1=f1_total / n, em=em_total / n, n=n, missing=missing)

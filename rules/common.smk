@@ -1,0 +1,49 @@
+# Shared settings and input functions. Variant settings are checked here, before any job starts.
+
+import os
+
+from koqa.variants import check_all, resolve_variant
+
+check_all(config)
+
+# Jobs import the koqa package from this checkout, whatever environment they run in.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
+)
+
+VARIANTS = list(config["variants"])
+TINY = config["model"]["name"] == "tiny"
+BASE_MODEL = (
+    "results/model/base" if TINY else config["model"]["name"]
+)
+
+
+wildcard_constraints:
+    variant="|".join(VARIANTS),
+    part="train|test",
+    split="train|validation|test",
+
+
+def model_input(wildcards=None):
+    """The tiny base model is built by a rule; a real one is a given path (no dependency)."""
+    return BASE_MODEL if TINY else []
+
+
+def model_path():
+    """Absolute path (or Hub id) of the base model, as jobs must see it."""
+    return os.path.abspath(BASE_MODEL) if TINY or os.path.isdir(BASE_MODEL) else BASE_MODEL
+
+
+def split_table(wildcards):
+    """The cleaned table a split's shards are made from."""
+    if wildcards.split == "test":
+        return "results/data/clean/test.parquet"
+    return f"results/data/split/{wildcards.split}.parquet"
+
+
+def variant_settings(wildcards):
+    return resolve_variant(config, wildcards.variant)
+
+
+def uses_gpu(wildcards):
+    return int(variant_settings(wildcards)["device"] == "cuda")

@@ -1,0 +1,19 @@
+# The embedded tiny base model (only built when model.name is "tiny").
+
+
+rule base_model:
+    input:
+        "results/data/split/train.parquet",
+    output:
+        directory("results/model/base"),
+    params:
+        settings=config["model"]["tiny"],
+    threads: config["threads"]
+    log:
+        "results/logs/base_model.log",
+    benchmark:
+        "results/benchmarks/base_model.tsv"
+    conda:
+        "../envs/model.yaml"
+    script:
+        "../scripts/base_model.py"

@@ -1,0 +1,30 @@
+# Batched greedy prediction of each variant on the validation and test splits.
+
+
+rule predict:
+    input:
+        adapter="results/adapters/{variant}",
+        shards="results/data/shards/{split}",
+        model=model_input,
+    output:
+        answers="results/predictions/{variant}/{split}.csv",
+        timing="results/predictions/{variant}/{split}.timing.json",
+    wildcard_constraints:
+        split="validation|test",
+    params:
+        model=model_path(),
+        options=config["predict"],
+        device=lambda wildcards: variant_settings(wildcards)["device"],
+        precision=lambda wildcards: variant_settings(wildcards)["precision"],
+        trust_remote_code=config["model"]["trust_remote_code"],
+    threads: config["threads"]
+    resources:
+        gpu=uses_gpu,
+    log:
+        "results/logs/predict/{variant}/{split}.log",
+    benchmark:
+        "results/benchmarks/predict/{variant}/{split}.tsv"
+    conda:
+        "../envs/model.yaml"
+    script:
+        "../scripts/predict.py"

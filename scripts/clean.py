@@ -1,0 +1,21 @@
+"""Rule clean: normalize text, drop unusable training rows with a reason, align answers."""
+
+import pandas as pd
+
+from koqa.clean import clean_table
+from koqa.files import write_json, write_parquet
+from koqa.runtime import configure_job, job_log
+
+configure_job(snakemake.threads)
+with job_log(snakemake.log[0]) as log:
+    report, dropped = {}, []
+    for part in ("train", "test"):
+        result = clean_table(
+            pd.read_parquet(snakemake.input[part]), snakemake.params.options, part == "train"
+        )
+        write_parquet(result.kept, snakemake.output[part])
+        dropped.append(result.dropped.assign(part=part))
+        report[part] = result.report
+        log.info("%s: %s", part, result.report)
+    write_parquet(pd.concat(dropped, ignore_index=True), snakemake.output.dropped)
+    write_json(report, snakemake.output.report)
