@@ -22,7 +22,7 @@ include: "rules/score.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/submission.csv",
         "results/leaderboard.tsv",
-    default_target: True

@@ -49,21 +49,26 @@ def _clean_offset(raw_context: str, raw_start: float, clean_text: Step) -> int |
 
 
 def _drop_reasons(frame: pd.DataFrame, max_context_chars: int | None) -> pd.Series:
-    """The first reason each training row cannot be used, or NA when it can."""
+    """The first reason each training row cannot be used, or NA when it can.
+
+    Duplicates are looked for among the rows that survive the other checks, so a row is never
+    dropped as the duplicate of a row that was itself dropped.
+    """
     reason = pd.Series(pd.NA, index=frame.index, dtype="string")
-    rules = [
-        ("empty_context", frame["context"] == ""),
-        ("empty_question", frame["question"] == ""),
-        ("empty_answer", frame["answer"] == ""),
+    checks = [
+        ("empty_context", lambda f: f["context"] == ""),
+        ("empty_question", lambda f: f["question"] == ""),
+        ("empty_answer", lambda f: f["answer"] == ""),
     ]
     if max_context_chars:
-        rules.append(("context_too_long", frame["context"].str.len() > max_context_chars))
-    rules += [
-        ("duplicate", frame.duplicated(["context", "question", "answer"])),
-        ("conflicting_duplicate", frame.duplicated(["context", "question"])),
+        checks.append(("context_too_long", lambda f: f["context"].str.len() > max_context_chars))
+    checks += [
+        ("duplicate", lambda f: f.duplicated(["context", "question", "answer"])),
+        ("conflicting_duplicate", lambda f: f.duplicated(["context", "question"])),
     ]
-    for name, mask in rules:
-        reason = reason.mask(reason.isna() & mask, name)
+    for name, check in checks:
+        alive = frame[reason.isna()]
+        reason[alive.index[check(alive).to_numpy()]] = name
     return reason
 
 

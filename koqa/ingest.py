@@ -55,12 +55,11 @@ def detect_format(path: Path, text: str) -> str:
     if head == "[":
         return "json"
     if head == "{":
-        first_line = text.lstrip().split("\n", 1)[0]
         try:
-            json.loads(first_line)
-            return "jsonl"
+            document = json.loads(text)
         except json.JSONDecodeError:
-            return "squad"
+            return "jsonl"  # several JSON objects, one per line
+        return "squad" if isinstance(document, dict) and "data" in document else "jsonl"
     if Path(path).suffix.lower() in {".json", ".jsonl"}:
         raise InputError(f"{path}: line 1: expected JSON (a list, objects per line or SQuAD)")
     return "csv"
@@ -162,12 +161,12 @@ def read_records(
     frame = pd.DataFrame.from_records(records)
     frame["source_row"] = range(1, len(frame) + 1)
     frame = frame.reindex(columns=COLUMNS)
-    missing_id = frame["id"].isna() | (frame["id"].astype(str).str.strip() == "")
+    for column in ("id", "context", "question", "answer"):
+        frame[column] = frame[column].astype("string")
+    missing_id = frame["id"].isna() | (frame["id"].str.strip() == "")
     frame.loc[missing_id, "id"] = [
         f"{path.stem}_{row:05d}" for row in frame["source_row"][missing_id]
     ]
-    for column in ("id", "context", "question", "answer"):
-        frame[column] = frame[column].astype("string")
     duplicated = frame["id"].duplicated(keep="first")
     if duplicated.any():
         first = frame[duplicated].iloc[0]

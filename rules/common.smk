@@ -6,16 +6,9 @@ from koqa.variants import check_all, resolve_variant
 
 check_all(config)
 
-# Jobs import the koqa package from this checkout, whatever environment they run in.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
-)
-
 VARIANTS = list(config["variants"])
 TINY = config["model"]["name"] == "tiny"
-BASE_MODEL = (
-    "results/model/base" if TINY else config["model"]["name"]
-)
+BASE_MODEL = "results/model/base" if TINY else config["model"]["name"]
 
 
 wildcard_constraints:
@@ -31,7 +24,9 @@ def model_input(wildcards=None):
 
 def model_path():
     """Absolute path (or Hub id) of the base model, as jobs must see it."""
-    return os.path.abspath(BASE_MODEL) if TINY or os.path.isdir(BASE_MODEL) else BASE_MODEL
+    return (
+        os.path.abspath(BASE_MODEL) if TINY or os.path.isdir(BASE_MODEL) else BASE_MODEL
+    )
 
 
 def split_table(wildcards):

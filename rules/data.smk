@@ -6,13 +6,13 @@ rule ingest:
         lambda wildcards: config["data"][wildcards.part],
     output:
         "results/data/raw/{part}.parquet",
-    params:
-        format=config["data"]["format"],
-        encoding=config["data"]["encoding"],
     log:
         "results/logs/ingest/{part}.log",
     conda:
         "../envs/data.yaml"
+    params:
+        format=config["data"]["format"],
+        encoding=config["data"]["encoding"],
     script:
         "../scripts/ingest.py"
 
@@ -30,12 +30,12 @@ rule clean:
             caption="../report/clean_report.rst",
             category="Data",
         ),
-    params:
-        options=config["clean"],
     log:
         "results/logs/clean.log",
     conda:
         "../envs/data.yaml"
+    params:
+        options=config["clean"],
     script:
         "../scripts/clean.py"
 
@@ -46,12 +46,12 @@ rule split:
     output:
         train="results/data/split/train.parquet",
         validation="results/data/split/validation.parquet",
-    params:
-        options=config["split"],
     log:
         "results/logs/split.log",
     conda:
         "../envs/data.yaml"
+    params:
+        options=config["split"],
     script:
         "../scripts/split.py"
 
@@ -62,15 +62,15 @@ rule tokenize:
         model=model_input,
     output:
         directory("results/data/shards/{split}"),
+    log:
+        "results/logs/tokenize/{split}.log",
+    conda:
+        "../envs/data.yaml"
     params:
         model=model_path(),
         allow_download=config["model"]["allow_download"],
         template=lambda wildcards: config["prompt"]["template"],
         max_seq_len=config["prompt"]["max_seq_len"],
         shard_rows=config["tokenize"]["shard_rows"],
-    log:
-        "results/logs/tokenize/{split}.log",
-    conda:
-        "../envs/data.yaml"
     script:
         "../scripts/tokenize.py"

@@ -6,14 +6,14 @@ rule base_model:
         "results/data/split/train.parquet",
     output:
         directory("results/model/base"),
-    params:
-        settings=config["model"]["tiny"],
-    threads: config["threads"]
     log:
         "results/logs/base_model.log",
     benchmark:
         "results/benchmarks/base_model.tsv"
     conda:
         "../envs/model.yaml"
+    threads: config["threads"]
+    params:
+        settings=config["model"]["tiny"],
     script:
         "../scripts/base_model.py"

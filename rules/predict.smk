@@ -9,22 +9,22 @@ rule predict:
     output:
         answers="results/predictions/{variant}/{split}.csv",
         timing="results/predictions/{variant}/{split}.timing.json",
+    log:
+        "results/logs/predict/{variant}/{split}.log",
+    benchmark:
+        "results/benchmarks/predict/{variant}/{split}.tsv"
     wildcard_constraints:
         split="validation|test",
+    conda:
+        "../envs/model.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=uses_gpu,
     params:
         model=model_path(),
         options=config["predict"],
         device=lambda wildcards: variant_settings(wildcards)["device"],
         precision=lambda wildcards: variant_settings(wildcards)["precision"],
         trust_remote_code=config["model"]["trust_remote_code"],
-    threads: config["threads"]
-    resources:
-        gpu=uses_gpu,
-    log:
-        "results/logs/predict/{variant}/{split}.log",
-    benchmark:
-        "results/benchmarks/predict/{variant}/{split}.tsv"
-    conda:
-        "../envs/model.yaml"
     script:
         "../scripts/predict.py"

@@ -43,13 +43,13 @@ rule submission:
         sample=config["data"]["sample_submission"],
     output:
         "results/submission.csv",
-    params:
-        variant=config["submission"]["variant"],
-        variants=VARIANTS,
-        fallback=config["submission"]["fallback_answer"],
     log:
         "results/logs/submission.log",
     conda:
         "../envs/data.yaml"
+    params:
+        variant=config["submission"]["variant"],
+        variants=VARIANTS,
+        fallback=config["submission"]["fallback_answer"],
     script:
         "../scripts/submission.py"

@@ -10,19 +10,19 @@ rule train:
         adapter=directory("results/adapters/{variant}"),
         metrics="results/training/{variant}/metrics.csv",
         summary="results/training/{variant}/summary.json",
-    params:
-        settings=variant_settings,
-        model=model_path(),
-        checkpoints=lambda wildcards: f"results/checkpoints/{wildcards.variant}",
-        trust_remote_code=config["model"]["trust_remote_code"],
-    threads: config["threads"]
-    resources:
-        gpu=uses_gpu,
     log:
         "results/logs/train/{variant}.log",
     benchmark:
         "results/benchmarks/train/{variant}.tsv"
     conda:
         "../envs/model.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=uses_gpu,
+    params:
+        settings=variant_settings,
+        model=model_path(),
+        checkpoints=lambda wildcards: f"results/checkpoints/{wildcards.variant}",
+        trust_remote_code=config["model"]["trust_remote_code"],
     script:
         "../scripts/train.py"

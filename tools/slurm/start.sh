@@ -63,11 +63,12 @@ install_packages() {
     # munge/slurm via invoke-rc.d (sysvinit scripts).  Block that with a
     # temporary policy-rc.d so that the only daemons running are the ones we
     # start (and whose pids we know).  An existing policy-rc.d is respected.
-    local policy=/usr/sbin/policy-rc.d own_policy=0
+    local policy=/usr/sbin/policy-rc.d
     if [[ ! -e "$policy" ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"
         chmod 0755 "$policy"
-        own_policy=1
+        # Removed again even if the installation fails (set -e).
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     fi
     # Only refresh the package index if the plain install fails (saves ~10 s
     # and works offline when the index is already there).
@@ -76,7 +77,10 @@ install_packages() {
         apt-get update -q
         apt_install
     fi
-    if ((own_policy)); then rm -f "$policy"; fi
+    if [[ -n "$(trap -p EXIT)" ]]; then
+        rm -f "$policy"
+        trap - EXIT
+    fi
     packages_missing && die "packages installed but some slurm/munge binaries are still missing"
     return 0
 }

@@ -1,0 +1,120 @@
+"""End to end: the whole DAG on the sample data in a scratch copy of the repository.
+
+Checks the stable output paths, that a second run has nothing to do, and that config changes rerun
+exactly the stages that depend on them.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from koqa.submission import read_sample_ids
+
+REPO = Path(__file__).resolve().parents[1]
+COPIED = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "report", "resources", "koqa", "tests/config"]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "tests/config/test.yaml"]
+
+pytestmark = pytest.mark.slow
+
+
+def _snakemake(workdir: Path, *args: str) -> str:
+    result = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result.stdout + result.stderr
+
+
+def _planned_outputs(workdir: Path) -> set[str]:
+    """Output files of the jobs a dry run would execute."""
+    text = _snakemake(workdir, "--dry-run")
+    outputs = set()
+    for line in text.splitlines():
+        match = re.match(r"\s+output: (.*)", line)
+        if match:
+            outputs.update(path.strip() for path in match.group(1).split(","))
+    return outputs
+
+
+def _edit_config(workdir: Path, section: str, key: str, value: object, variant: str | None = None) -> None:
+    path = workdir / "tests/config/test.yaml"
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    target = config.setdefault(section, {})
+    if variant:
+        target = target.setdefault(variant, {})
+    target[key] = value
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("koqa")
+    for name in COPIED:
+        source, target = REPO / name, root / name
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    _snakemake(root)
+    return root
+
+
+def test_outputs_at_their_stable_paths(workdir: Path) -> None:
+    results = workdir / "results"
+    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    variants = list(config["variants"])
+
+    report = json.loads((results / "data/clean_report.json").read_text(encoding="utf-8"))
+    for part in ("train", "test"):
+        assert report[part]["rows_in"] == report[part]["rows_kept"] + report[part]["rows_dropped"]
+    for split in ("train", "validation", "test"):
+        assert list((results / "data/shards" / split).glob("part-*.parquet"))
+
+    board = pd.read_csv(results / "leaderboard.tsv", sep="\t")
+    assert sorted(board["variant"]) == sorted(variants)
+    assert board["f1"].is_monotonic_decreasing
+    for variant in variants:
+        assert (results / "adapters" / variant / "koqa_variant.json").is_file()
+        score = json.loads((results / "scores" / f"{variant}.json").read_text())
+        assert {"f1", "em", "n"} <= score.keys() and 0 <= score["f1"] <= 1
+        for split in ("validation", "test"):
+            predictions = pd.read_csv(results / "predictions" / variant / f"{split}.csv")
+            assert list(predictions.columns) == ["id", "answer"]
+
+    submission = pd.read_csv(results / "submission.csv", dtype=str, keep_default_na=False)
+    assert list(submission.columns) == ["id", "answer"]
+    assert submission["id"].tolist() == read_sample_ids(workdir / config["data"]["sample_submission"])
+    assert (submission["answer"].str.strip() != "").all()
+    assert not submission["answer"].str.contains("\n").any()
+
+
+def test_second_run_has_nothing_to_do(workdir: Path) -> None:
+    started = time.perf_counter()
+    output = _snakemake(workdir)
+    elapsed = time.perf_counter() - started
+    assert "Nothing to be done" in output
+    print(f"no-op run: {elapsed:.2f} s")
+
+
+def test_variant_change_reruns_only_that_variant(workdir: Path) -> None:
+    _edit_config(workdir, "variants", "lr", 0.002, variant="lora")
+    planned = _planned_outputs(workdir)
+    assert "results/adapters/lora" in planned
+    assert "results/leaderboard.tsv" in planned
+    assert not any(p.startswith("results/data") or p.startswith("results/model") for p in planned)
+    assert not any(other in p for p in planned for other in ("/zeroshot", "/full"))
+
+
+def test_cleaning_change_reruns_from_cleaning_on(workdir: Path) -> None:
+    _edit_config(workdir, "clean", "min_align_f1", 0.6)
+    planned = _planned_outputs(workdir)
+    assert "results/data/clean_report.json" in planned
+    assert "results/data/shards/train" in planned
+    assert not any(p.startswith("results/data/raw") for p in planned)
