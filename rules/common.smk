@@ -17,6 +17,14 @@ wildcard_constraints:
     split="train|validation|test",
 
 
+def canonical(settings):
+    """Settings with keys sorted at every level: reordering keys in a config file must not
+    look like a change of params and rerun jobs."""
+    if isinstance(settings, dict):
+        return {key: canonical(settings[key]) for key in sorted(settings)}
+    return settings
+
+
 def model_input(wildcards=None):
     """The tiny base model is built by a rule; a real one is a given path (no dependency)."""
     return BASE_MODEL if TINY else []
@@ -37,8 +45,9 @@ def split_table(wildcards):
 
 
 def variant_settings(wildcards):
-    return resolve_variant(config, wildcards.variant)
+    return canonical(resolve_variant(config, wildcards.variant))
 
 
 def uses_gpu(wildcards):
-    return int(variant_settings(wildcards)["device"] == "cuda")
+    """GPUs a train or predict job asks for: one unless the variant is pinned to the CPU."""
+    return int(variant_settings(wildcards)["device"] != "cpu")

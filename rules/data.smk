@@ -35,7 +35,7 @@ rule clean:
     conda:
         "../envs/data.yaml"
     params:
-        options=config["clean"],
+        options=canonical(config["clean"]),
     script:
         "../scripts/clean.py"
 
@@ -51,7 +51,7 @@ rule split:
     conda:
         "../envs/data.yaml"
     params:
-        options=config["split"],
+        options=canonical(config["split"]),
     script:
         "../scripts/split.py"
 

@@ -14,6 +14,6 @@ rule base_model:
         "../envs/model.yaml"
     threads: config["threads"]
     params:
-        settings=config["model"]["tiny"],
+        settings=canonical(config["model"]["tiny"]),
     script:
         "../scripts/base_model.py"

@@ -22,7 +22,7 @@ rule predict:
         gpu=uses_gpu,
     params:
         model=model_path(),
-        options=config["predict"],
+        options=canonical(config["predict"]),
         device=lambda wildcards: variant_settings(wildcards)["device"],
         precision=lambda wildcards: variant_settings(wildcards)["precision"],
         trust_remote_code=config["model"]["trust_remote_code"],

@@ -24,9 +24,7 @@ def test_invisible_and_control_characters_removed() -> None:
     assert remove_invisible("한\u200b빛\ufeff전자\x07\r\n") == "한빛전자\n"
 
 
-@pytest.mark.parametrize(
-    ("keep", "expected"), [(False, "첫 줄 둘째 줄"), (True, "첫 줄\n둘째 줄")]
-)
+@pytest.mark.parametrize(("keep", "expected"), [(False, "첫 줄 둘째 줄"), (True, "첫 줄\n둘째 줄")])
 def test_whitespace_runs_collapse_and_newlines_follow_the_option(keep: bool, expected: str) -> None:
     assert collapse_whitespace("  첫   줄 \n\n  둘째\t줄 ", keep_newlines=keep) == expected
 
@@ -72,7 +70,13 @@ def test_every_training_row_is_kept_or_dropped_with_a_reason() -> None:
 
 
 def test_optional_filters_drop_long_contexts_and_unaligned_answers() -> None:
-    raw = _raw([("짧은 기사", "무엇?", "기사"), ("아주 긴 기사 " * 20, "무엇?", "기사"), ("기사", "무엇?", "없음")])
+    raw = _raw(
+        [
+            ("짧은 기사", "무엇?", "기사"),
+            ("아주 긴 기사 " * 20, "무엇?", "기사"),
+            ("기사", "무엇?", "없음"),
+        ]
+    )
     options = {**OPTIONS, "max_context_chars": 50, "drop_unaligned": True}
     result = clean_table(raw, options, labelled=True)
     assert result.report["dropped_by_reason"] == {"context_too_long": 1, "unaligned": 1}

@@ -39,7 +39,9 @@ def _csv(rows: list[dict]) -> str:
         ("train.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS), "utf-8"),
     ],
 )
-def test_shapes_and_encodings_read_the_same(tmp_path: Path, name: str, text: str, encoding: str) -> None:
+def test_shapes_and_encodings_read_the_same(
+    tmp_path: Path, name: str, text: str, encoding: str
+) -> None:
     frame = read_records(_write(tmp_path / name, text, encoding), required=("answer",))
     assert frame["id"].tolist() == ["A1", "A2"]
     assert frame["context"].tolist() == ["한빛전자는\n성장했다.", "세종바이오"]
@@ -53,7 +55,13 @@ def test_squad_json_keeps_answer_start(tmp_path: Path) -> None:
                 "paragraphs": [
                     {
                         "context": "서울의 한빛전자",
-                        "qas": [{"id": "q1", "question": "회사?", "answers": [{"text": "한빛전자", "answer_start": 4}]}],
+                        "qas": [
+                            {
+                                "id": "q1",
+                                "question": "회사?",
+                                "answers": [{"text": "한빛전자", "answer_start": 4}],
+                            }
+                        ],
                     }
                 ]
             }
@@ -73,15 +81,33 @@ def test_missing_ids_are_generated(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("bad.json", '[{"context": "a", "question": "b"', r"bad\.json: line 1, column \d+: invalid JSON"),
-        ("bad.jsonl", '{"context": "a", "question": "b"}\n{oops}', r"bad\.jsonl: line 2: invalid JSON"),
+        (
+            "bad.json",
+            '[{"context": "a", "question": "b"',
+            r"bad\.json: line 1, column \d+: invalid JSON",
+        ),
+        (
+            "bad.jsonl",
+            '{"context": "a", "question": "b"}\n{oops}',
+            r"bad\.jsonl: line 2: invalid JSON",
+        ),
         ("cols.csv", "id,context,query\n1,a,b\n", r"cols\.csv: row 1: missing field 'question'"),
-        ("ragged.csv", "id,context,question\n1,a,b\n2,a\n", r"ragged\.csv: row 2: wrong number of fields"),
-        ("dup.csv", "id,context,question\n1,a,b\n1,c,d\n", r"dup\.csv: row 2, field 'id': duplicate id '1'"),
+        (
+            "ragged.csv",
+            "id,context,question\n1,a,b\n2,a\n",
+            r"ragged\.csv: row 2: wrong number of fields",
+        ),
+        (
+            "dup.csv",
+            "id,context,question\n1,a,b\n1,c,d\n",
+            r"dup\.csv: row 2, field 'id': duplicate id '1'",
+        ),
         ("empty.csv", "id,context,question\n", r"empty\.csv: contains no rows"),
     ],
 )
-def test_bad_input_names_file_row_and_field(tmp_path: Path, name: str, text: str, message: str) -> None:
+def test_bad_input_names_file_row_and_field(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
     with pytest.raises(InputError, match=message):
         read_records(_write(tmp_path / name, text))
 

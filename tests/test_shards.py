@@ -27,7 +27,11 @@ def _rows(n: int = 5, context: str = "한빛전자는 올해 영업이익이 3,5
 def test_labels_cover_only_the_answer_and_eos(tokenizer_dir: Path) -> None:
     tokenizer = load_text_tokenizer(tokenizer_dir)
     rows = encode_rows(_rows(1), tokenizer, TEMPLATE, max_seq_len=256)
-    ids, labels, prompt_len = rows.loc[0, "input_ids"], rows.loc[0, "labels"], rows.loc[0, "prompt_len"]
+    ids, labels, prompt_len = (
+        rows.loc[0, "input_ids"],
+        rows.loc[0, "labels"],
+        rows.loc[0, "prompt_len"],
+    )
     assert ids[0] == tokenizer.bos_id
     assert labels[:prompt_len] == [IGNORE_INDEX] * prompt_len
     assert labels[prompt_len:] == ids[prompt_len:]
@@ -61,7 +65,11 @@ def test_unlabelled_rows_keep_the_start_of_the_context(tokenizer_dir: Path) -> N
 def test_shards_round_trip_with_metadata(tokenizer_dir: Path, tmp_path: Path) -> None:
     tokenizer = load_text_tokenizer(tokenizer_dir)
     rows = encode_rows(_rows(7), tokenizer, TEMPLATE, max_seq_len=256)
-    metadata = {"tokenizer": tokenizer.fingerprint, "template": template_hash(TEMPLATE), "max_seq_len": 256}
+    metadata = {
+        "tokenizer": tokenizer.fingerprint,
+        "template": template_hash(TEMPLATE),
+        "max_seq_len": 256,
+    }
     assert write_shards(rows, tmp_path / "shards", shard_rows=3, metadata=metadata) == 3
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
         "part-00000.parquet",

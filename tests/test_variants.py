@@ -34,8 +34,14 @@ def test_every_method_with_defaults_is_valid(method: str) -> None:
 @pytest.mark.parametrize(
     ("variant", "message"),
     [
-        ({"method": "prefix", "gradient_checkpointing": True}, r"variants\.v\.gradient_checkpointing"),
-        ({"method": "prompt", "gradient_checkpointing": True}, r"variants\.v\.gradient_checkpointing"),
+        (
+            {"method": "prefix", "gradient_checkpointing": True},
+            r"variants\.v\.gradient_checkpointing",
+        ),
+        (
+            {"method": "prompt", "gradient_checkpointing": True},
+            r"variants\.v\.gradient_checkpointing",
+        ),
         ({"method": "full", "r": 8}, r"variants\.v\.r: the full method does not use"),
         ({"method": "lora", "num_virtual_tokens": 8}, r"variants\.v\.num_virtual_tokens"),
     ],

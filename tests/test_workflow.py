@@ -19,8 +19,27 @@ import yaml
 from koqa.submission import read_sample_ids
 
 REPO = Path(__file__).resolve().parents[1]
-COPIED = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "report", "resources", "koqa", "tests/config"]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "tests/config/test.yaml"]
+COPIED = [
+    "Snakefile",
+    "config.yaml",
+    "rules",
+    "scripts",
+    "schemas",
+    "envs",
+    "report",
+    "resources",
+    "koqa",
+    "tests/config",
+]
+SNAKEMAKE = [
+    sys.executable,
+    "-m",
+    "snakemake",
+    "--cores",
+    "2",
+    "--configfile",
+    "tests/config/test.yaml",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +61,9 @@ def _planned_outputs(workdir: Path) -> set[str]:
     return outputs
 
 
-def _edit_config(workdir: Path, section: str, key: str, value: object, variant: str | None = None) -> None:
+def _edit_config(
+    workdir: Path, section: str, key: str, value: object, variant: str | None = None
+) -> None:
     path = workdir / "tests/config/test.yaml"
     config = yaml.safe_load(path.read_text(encoding="utf-8"))
     target = config.setdefault(section, {})
@@ -90,7 +111,9 @@ def test_outputs_at_their_stable_paths(workdir: Path) -> None:
 
     submission = pd.read_csv(results / "submission.csv", dtype=str, keep_default_na=False)
     assert list(submission.columns) == ["id", "answer"]
-    assert submission["id"].tolist() == read_sample_ids(workdir / config["data"]["sample_submission"])
+    assert submission["id"].tolist() == read_sample_ids(
+        workdir / config["data"]["sample_submission"]
+    )
     assert (submission["answer"].str.strip() != "").all()
     assert not submission["answer"].str.contains("\n").any()
 
