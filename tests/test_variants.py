@@ -55,5 +55,5 @@ def test_impossible_combinations_name_variant_and_key(variant: dict, message: st
 def test_submission_must_name_a_variant() -> None:
     config = _config(v={"method": "lora"})
     config["submission"]["variant"] = "w"
-    with pytest.raises(VariantError, match="submission.variant"):
+    with pytest.raises(VariantError, match=r"submission\.variant"):
         check_all(config)
