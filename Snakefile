@@ -19,6 +19,7 @@ include: "rules/model.smk"
 include: "rules/train.smk"
 include: "rules/predict.smk"
 include: "rules/score.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -26,3 +27,8 @@ rule all:
     input:
         "results/submission.csv",
         "results/leaderboard.tsv",
+        rules.plot_scores.output,
+        rules.plot_loss_curves.output,
+        rules.report_pages.output,
+        expand("results/report/worst/{variant}.html", variant=SCORED),
+        "results/data/stats.json",

@@ -1,8 +1,9 @@
 """Wrap a base model for one adaptation method, and load a trained variant back for inference.
 
-Every method except ``full`` and ``zeroshot`` goes through peft. A trained variant's directory holds
-``koqa_variant.json`` (method, base model) and the weights: a peft adapter, or the full model, both in
-safetensors; ``zeroshot`` holds only the JSON.
+Every method except ``full`` and ``zeroshot`` goes through peft: ``lora``, ``dora`` (LoRA with a
+learned magnitude), ``qlora`` (LoRA on a 4-bit NF4 base), ``ia3``, ``prefix`` and ``prompt``. A
+trained variant's directory holds ``koqa_variant.json`` (method, base model) and the weights: a peft
+adapter, or the full model, both in safetensors; ``zeroshot`` holds only the JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from peft import (
     PeftModel,
     PrefixTuningConfig,
     PromptTuningConfig,
+    PromptTuningInit,
     TaskType,
     get_peft_model,
     prepare_model_for_kbit_training,
@@ -24,10 +26,12 @@ from peft import (
 from transformers import PreTrainedModel
 
 from koqa.basemodel import load_base_model
-from koqa.files import read_json
+from koqa.files import atomic_path, read_json, write_json
 from koqa.variants import LORA_METHODS, VariantError
 
 MANIFEST = "koqa_variant.json"
+# Non-reentrant checkpointing needs no input that requires grad and works with frozen bases.
+_CHECKPOINTING = {"use_reentrant": False}
 
 
 def _peft_config(settings: dict) -> PeftConfig:
@@ -52,40 +56,69 @@ def _peft_config(settings: dict) -> PeftConfig:
             task_type=TaskType.CAUSAL_LM, num_virtual_tokens=settings["num_virtual_tokens"]
         )
     if method == "prompt":
+        # Start from embeddings of sampled vocabulary tokens: at the scale of the model's own
+        # embeddings, unlike peft's default N(0, 1), which trains far slower.
         return PromptTuningConfig(
-            task_type=TaskType.CAUSAL_LM, num_virtual_tokens=settings["num_virtual_tokens"]
+            task_type=TaskType.CAUSAL_LM,
+            num_virtual_tokens=settings["num_virtual_tokens"],
+            prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB,
         )
     raise VariantError(f"variants.{settings['name']}.method: {method!r} is not a peft method")
 
 
-def _check_target_modules(model: PreTrainedModel, settings: dict) -> None:
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+def check_target_modules(model: PreTrainedModel, settings: dict) -> None:
+    """Every module a LoRA/IA3 variant targets must name linear layers of ``model``."""
+    linear = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
     for key in ("target_modules", "feedforward_modules"):
-        missing = sorted(set(settings.get(key) or []) - names)
-        if missing and settings["method"] in (*LORA_METHODS, "ia3"):
+        missing = sorted(set(settings.get(key) or []) - linear)
+        if missing:
             raise VariantError(
-                f"variants.{settings['name']}.{key}: {missing} not in the model "
-                f"(its linear layers include {sorted(n for n in names if n.endswith('proj'))})"
+                f"variants.{settings['name']}.{key}: {missing} are not linear layers of the model "
+                f"(it has {sorted(linear)})"
             )
 
 
-def trainable_model(base: PreTrainedModel, settings: dict) -> PreTrainedModel:
+def trainable_model(
+    base: PreTrainedModel, settings: dict, gradient_checkpointing: bool = False
+) -> PreTrainedModel:
     """The model to train for ``settings['method']`` (``base`` is modified in place)."""
     method = settings["method"]
     if method == "full":
         base.requires_grad_(True)
-        if settings.get("gradient_checkpointing"):
-            base.gradient_checkpointing_enable()
+        if gradient_checkpointing:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=_CHECKPOINTING)
         return base
-    _check_target_modules(base, settings)
+    check_target_modules(base, settings)
     if method == "qlora":
         base = prepare_model_for_kbit_training(
-            base, use_gradient_checkpointing=bool(settings.get("gradient_checkpointing"))
+            base,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs=_CHECKPOINTING,
         )
-    elif settings.get("gradient_checkpointing"):
-        base.gradient_checkpointing_enable()
-        base.enable_input_require_grads()
+    elif gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=_CHECKPOINTING)
     return get_peft_model(base, _peft_config(settings))
+
+
+def save_variant(
+    model: PreTrainedModel | None, settings: dict, base_dir: str | Path, out_dir: str | Path
+) -> None:
+    """Write a variant's directory atomically: its weights in safetensors (none for zeroshot) and
+    ``koqa_variant.json``."""
+    manifest = {
+        "variant": settings["name"],
+        "method": settings["method"],
+        "base_model": str(base_dir),
+    }
+    with atomic_path(out_dir) as tmp:
+        if model is not None:
+            model.save_pretrained(tmp, safe_serialization=True)
+        tmp.mkdir(exist_ok=True)
+        write_json(manifest, tmp / MANIFEST)
 
 
 def load_variant(
@@ -108,8 +141,3 @@ def load_variant(
         return base.eval()
     model = PeftModel.from_pretrained(base, variant_dir, is_trainable=False)
     return model.to(device).eval() if method != "qlora" else model.eval()
-
-
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters that train (what a checkpoint must carry)."""
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}

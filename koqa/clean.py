@@ -3,19 +3,27 @@
 No row disappears silently: every input row ends up either in the kept table or in the dropped table
 with its ``reason``, and :class:`CleanResult.report` accounts for both (``rows_in = rows_kept +
 rows_dropped``). Test rows are never dropped: every test id needs a prediction.
+
+Duplicates: rows with the same cleaned context and question as an earlier row are merged into it
+(``merge_duplicates``): dropped as ``duplicate`` (same answer) or ``conflicting_duplicate`` (another
+answer), with ``duplicate_of`` naming the row they were merged into. Conflicts are listed in the
+report whether or not duplicates are merged.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from koqa.align import METHODS, align_answer
-from koqa.textnorm import Step, build_steps
+from koqa.align import METHODS, Aligner
+from koqa.textnorm import Step, build_steps, clean_text
 
 TEXT_FIELDS = ("context", "question", "answer")
+# conflicts the report lists one by one (when merging, the dropped rows hold all of them)
+MAX_LISTED_CONFLICTS = 50
 
 
 @dataclass
@@ -29,31 +37,32 @@ class CleanResult:
 
 def _apply_steps(series: pd.Series, steps: list[tuple[str, Step]]) -> tuple[pd.Series, dict]:
     """Run the steps over a text column (each distinct value once); count rows each step changed."""
-    values = series.fillna("")
-    uniques = pd.unique(values)
-    current = dict(zip(uniques, uniques, strict=True))
+    values = series.fillna("").tolist()
+    rows_per_value = Counter(values)
+    distinct = list(rows_per_value)
+    current = distinct
     changed = {}
     for name, step in steps:
-        after = {raw: step(text) for raw, text in current.items()}
-        touched = {raw for raw in after if after[raw] != current[raw]}
-        changed[name] = int(values.isin(touched).sum())
+        after = [step(text) for text in current]
+        changed[name] = sum(
+            rows_per_value[raw]
+            for raw, old, new in zip(distinct, current, after, strict=True)
+            if old != new
+        )
         current = after
-    return values.map(current), changed
+    cleaned = dict(zip(distinct, current, strict=True))
+    return pd.Series([cleaned[v] for v in values], index=series.index, dtype="string"), changed
 
 
-def _clean_offset(raw_context: str, raw_start: float, clean_text: Step) -> int | None:
+def _clean_offset(raw_context: str, raw_start: float, steps: list[tuple[str, Step]]) -> int | None:
     """Translate a raw ``answer_start`` into the cleaned context (None when there is none)."""
     if pd.isna(raw_start):
         return None
-    return len(clean_text(raw_context[: int(raw_start)]))
+    return len(clean_text(raw_context[: int(raw_start)], steps))
 
 
 def _drop_reasons(frame: pd.DataFrame, max_context_chars: int | None) -> pd.Series:
-    """The first reason each training row cannot be used, or NA when it can.
-
-    Duplicates are looked for among the rows that survive the other checks, so a row is never
-    dropped as the duplicate of a row that was itself dropped.
-    """
+    """The first reason each training row cannot be used (NA when it can), duplicates aside."""
     reason = pd.Series(pd.NA, index=frame.index, dtype="string")
     checks = [
         ("empty_context", lambda f: f["context"] == ""),
@@ -62,36 +71,80 @@ def _drop_reasons(frame: pd.DataFrame, max_context_chars: int | None) -> pd.Seri
     ]
     if max_context_chars:
         checks.append(("context_too_long", lambda f: f["context"].str.len() > max_context_chars))
-    checks += [
-        ("duplicate", lambda f: f.duplicated(["context", "question", "answer"])),
-        ("conflicting_duplicate", lambda f: f.duplicated(["context", "question"])),
-    ]
     for name, check in checks:
         alive = frame[reason.isna()]
         reason[alive.index[check(alive).to_numpy()]] = name
     return reason
 
 
-def _align(frame: pd.DataFrame, min_f1: float, starts: list[int | None]) -> pd.DataFrame:
+def _duplicates(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """For each row repeating an earlier row's context and question: that row's id (else NA), and
+    whether the answers differ."""
+    repeated = frame.duplicated(["context", "question"])
+    first_ids = frame[~repeated].set_index(["context", "question"])["id"]
+    keys = pd.MultiIndex.from_frame(frame.loc[repeated, ["context", "question"]])
+    duplicate_of = pd.Series(pd.NA, index=frame.index, dtype="string")
+    duplicate_of[repeated] = first_ids.reindex(keys).to_numpy()
+    conflicting = repeated & ~frame.duplicated(["context", "question", "answer"])
+    return duplicate_of, conflicting
+
+
+def _conflicts(cleaned: pd.DataFrame, conflicting: pd.Series) -> list[dict]:
+    """Both ids, the question and both answers of each row that conflicts with an earlier one."""
+    answers = cleaned.set_index("id")["answer"]
+    return [
+        {
+            "id": row.id,
+            "kept_id": row.duplicate_of,
+            "question": row.question,
+            "answer": row.answer,
+            "kept_answer": answers[row.duplicate_of],
+        }
+        for row in cleaned[conflicting].head(MAX_LISTED_CONFLICTS).itertuples()
+    ]
+
+
+def _align(frame: pd.DataFrame, aligner: Aligner, starts: list[int | None]) -> pd.DataFrame:
+    contexts, answers = frame["context"].tolist(), frame["answer"].tolist()
     alignments = [
-        align_answer(context, answer, min_f1, start)
-        for context, answer, start in zip(frame["context"], frame["answer"], starts, strict=True)
+        aligner(context, answer, start)
+        for context, answer, start in zip(contexts, answers, starts, strict=True)
     ]
     out = frame.copy()
     out["answer_start"] = pd.array([a.start for a in alignments], dtype="Int64")
     out["align_method"] = pd.array([a.method for a in alignments], dtype="string")
     out["target"] = pd.array(
-        [
-            a.surface(c, t)
-            for a, c, t in zip(alignments, frame["context"], frame["answer"], strict=True)
-        ],
+        [a.surface(c, t) for a, c, t in zip(alignments, contexts, answers, strict=True)],
         dtype="string",
     )
     return out
 
 
-def clean_table(frame: pd.DataFrame, options: dict, labelled: bool) -> CleanResult:
-    """Clean one ingested table (``labelled``: a training table with answers to align)."""
+def _separate(out: pd.DataFrame, options: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Kept rows, dropped rows (with ``reason`` and ``duplicate_of``), and which rows conflict with
+    an earlier row of the same context and question. Sets ``out["duplicate_of"]``."""
+    reason = _drop_reasons(out, options["max_context_chars"])
+    # duplicates are looked for among the rows that survive the other checks, so a row is never
+    # merged into a row that was itself dropped
+    out["duplicate_of"], conflicting = _duplicates(out[reason.isna()])
+    conflicting = conflicting.reindex(out.index, fill_value=False)
+    if options["merge_duplicates"]:
+        reason[out["duplicate_of"].notna() & ~conflicting] = "duplicate"
+        reason[conflicting] = "conflicting_duplicate"
+    dropped = out[reason.notna()].assign(reason=reason[reason.notna()])
+    return out[reason.isna()].drop(columns="duplicate_of"), dropped, conflicting
+
+
+def clean_table(
+    frame: pd.DataFrame,
+    options: dict,
+    labelled: bool,
+    synonyms: Mapping[str, str] | None = None,
+) -> CleanResult:
+    """Clean one ingested table (``labelled``: a training table with answers to align).
+
+    ``synonyms`` (variant -> canonical form) is cleaned with the same steps as the text.
+    """
     steps = build_steps(options)
     out = frame.copy()
     step_changes: dict[str, dict[str, int]] = {name: {} for name, _ in steps}
@@ -107,21 +160,19 @@ def clean_table(frame: pd.DataFrame, options: dict, labelled: bool) -> CleanResu
         report["empty_fields"] = {c: int((out[c] == "").sum()) for c in fields}
         return CleanResult(out.drop(columns=["answer", "answer_start"]), out.iloc[:0], report)
 
-    reason = _drop_reasons(out, options.get("max_context_chars"))
-    dropped = out[reason.notna()].assign(reason=reason[reason.notna()])
-    kept = out[reason.isna()]
-
-    def clean_text(text: str) -> str:
-        for _, step in steps:
-            text = step(text)
-        return text
-
+    kept, dropped, conflicting = _separate(out, options)
     raw = frame.loc[kept.index]
     starts = [
-        _clean_offset(c, s, clean_text)
-        for c, s in zip(raw["context"].fillna(""), raw["answer_start"], strict=True)
+        _clean_offset(c, s, steps)
+        for c, s in zip(
+            raw["context"].fillna("").tolist(), raw["answer_start"].tolist(), strict=True
+        )
     ]
-    kept = _align(kept, options["min_align_f1"], starts)
+    cleaned_synonyms = {
+        clean_text(variant, steps): clean_text(canonical, steps)
+        for variant, canonical in (synonyms or {}).items()
+    }
+    kept = _align(kept, Aligner(cleaned_synonyms, options["min_align_f1"]), starts)
     if options["drop_unaligned"]:
         unaligned = kept["align_method"] == "none"
         dropped = pd.concat([dropped, kept[unaligned].assign(reason="unaligned")])
@@ -133,5 +184,10 @@ def clean_table(frame: pd.DataFrame, options: dict, labelled: bool) -> CleanResu
         rows_dropped=len(dropped),
         dropped_by_reason=dict(Counter(dropped["reason"])),
         align_methods={m: methods.get(m, 0) for m in METHODS},
+        targets_differing_from_answer=int((kept["target"] != kept["answer"]).sum()),
+        synonyms=len(cleaned_synonyms),
+        duplicates=int(out["duplicate_of"].notna().sum()),
+        conflicting_duplicates=int(conflicting.sum()),
+        conflicts=_conflicts(out, conflicting),
     )
     return CleanResult(kept.reset_index(drop=True), dropped.reset_index(drop=True), report)

@@ -16,7 +16,10 @@ naming the file, row and field.
 from __future__ import annotations
 
 import csv
+import difflib
+import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +27,8 @@ import pandas as pd
 COLUMNS = ["id", "context", "question", "answer", "answer_start", "source_row"]
 FORMATS = ("auto", "csv", "json", "jsonl", "squad")
 _ENCODINGS = ("utf-8-sig", "cp949")
+# Python's csv module refuses fields over 128 KiB by default; long articles are real data.
+_MAX_FIELD_CHARS = 64 * 1024 * 1024
 
 
 class InputError(ValueError):
@@ -59,7 +64,14 @@ def detect_format(path: Path, text: str) -> str:
             document = json.loads(text)
         except json.JSONDecodeError:
             return "jsonl"  # several JSON objects, one per line
-        return "squad" if isinstance(document, dict) and "data" in document else "jsonl"
+        if "data" in document:
+            return "squad"
+        if "context" in document:
+            return "jsonl"  # a single record
+        raise InputError(
+            f"{path}: line 1: a JSON object with keys {sorted(document)[:8]}; expected a list of "
+            "records, JSON Lines, or SQuAD JSON with a top-level 'data' list"
+        )
     if Path(path).suffix.lower() in {".json", ".jsonl"}:
         raise InputError(f"{path}: line 1: expected JSON (a list, objects per line or SQuAD)")
     return "csv"
@@ -76,7 +88,8 @@ def _parse_json(path: Path, text: str) -> object:
 
 def parse_csv(path: Path, text: str) -> list[dict]:
     """CSV rows as dicts; ragged or malformed rows raise :class:`InputError` with the line."""
-    reader = csv.DictReader(text.splitlines(keepends=True), strict=True)
+    csv.field_size_limit(_MAX_FIELD_CHARS)
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
         rows = list(reader)
     except csv.Error as err:
@@ -136,6 +149,46 @@ _READERS = {
 }
 
 
+# what people call the fields, for the hint in a missing-field error
+_FIELD_ALIASES = {
+    "context": ("지문", "본문", "맥락", "passage", "paragraph", "document", "text"),
+    "question": ("질문", "query", "q"),
+    "answer": ("정답", "답변", "답", "answers", "label", "a"),
+}
+
+
+def _hint(field: str, found: Sequence[str]) -> str:
+    """A hint naming the found column that looks like ``field`` (same name in other case, a usual
+    alias such as ``질문`` for ``question``, or a near spelling), or ``""``."""
+    by_lower = {name.strip().lower(): name for name in found}
+    candidates = [by_lower[a] for a in (field, *_FIELD_ALIASES.get(field, ())) if a in by_lower]
+    candidates += difflib.get_close_matches(field, list(found), n=1, cutoff=0.6)
+    return f"; did you mean {candidates[0]!r}? rename it to {field!r}" if candidates else ""
+
+
+def _check_fields(path: Path, records: list, fields: tuple[str, ...], header: bool) -> None:
+    """Every record is an object carrying ``fields``, whose values are text, numbers or null."""
+    for index, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise InputError(
+                f"{path}: row {index}: expected an object with fields {list(fields)}, "
+                f"found {type(record).__name__}"
+            )
+        for name in fields:
+            if name not in record:
+                where = "line 1: header has no column" if header else f"row {index}: missing field"
+                raise InputError(
+                    f"{path}: {where} {name!r} (found {sorted(record)}){_hint(name, list(record))}"
+                )
+        for name in ("id", *fields):
+            value = record.get(name)
+            if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+                raise InputError(
+                    f"{path}: row {index}, field {name!r}: expected text, "
+                    f"found {type(value).__name__} {json.dumps(value, ensure_ascii=False)[:60]}"
+                )
+
+
 def read_records(
     path: Path, fmt: str = "auto", encoding: str = "auto", required: tuple[str, ...] = ()
 ) -> pd.DataFrame:
@@ -153,11 +206,7 @@ def read_records(
     records = _READERS[fmt](path, text)
     if not records:
         raise InputError(f"{path}: contains no rows")
-    for field in ("context", "question", *required):
-        for index, record in enumerate(records, start=1):
-            if not isinstance(record, dict) or field not in record:
-                found = sorted(record) if isinstance(record, dict) else type(record).__name__
-                raise InputError(f"{path}: row {index}: missing field {field!r} (found {found})")
+    _check_fields(path, records, ("context", "question", *required), header=fmt == "csv")
     frame = pd.DataFrame.from_records(records)
     frame["source_row"] = range(1, len(frame) + 1)
     frame = frame.reindex(columns=COLUMNS)
@@ -172,3 +221,24 @@ def read_records(
         first = frame[duplicated].iloc[0]
         raise InputError(f"{path}: row {first.source_row}, field 'id': duplicate id {first.id!r}")
     return frame
+
+
+def check_sample_ids(
+    frame: pd.DataFrame, path: Path, sample_ids: Sequence[str], sample_path: Path
+) -> None:
+    """The test ids and the sample submission's ids must be the same set: a test row the sample
+    does not know could not be submitted, a sample id without a test row could not be answered."""
+    unknown = frame[~frame["id"].isin(set(sample_ids))]
+    if len(unknown):
+        first = unknown.iloc[0]
+        raise InputError(
+            f"{path}: row {first.source_row}, field 'id': {first.id!r} is not in {sample_path} "
+            f"({len(unknown)} test ids are not)"
+        )
+    test_ids = set(frame["id"])
+    absent = [(row, i) for row, i in enumerate(sample_ids, start=1) if i not in test_ids]
+    if absent:
+        raise InputError(
+            f"{sample_path}: row {absent[0][0]}, field 'id': {absent[0][1]!r} has no row in {path} "
+            f"({len(absent)} sample ids have none)"
+        )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import string
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,13 +30,14 @@ def normalize_answer(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
-def _chars(text: str) -> list[str]:
+def answer_chars(text: str) -> list[str]:
+    """The characters the metric compares: normalized, whitespace removed."""
     return list("".join(normalize_answer(text).split()))
 
 
 def char_f1(prediction: str, gold: str) -> float:
     """Character-level F1 between one prediction and one gold answer, in [0, 1]."""
-    pred_chars, gold_chars = _chars(prediction), _chars(gold)
+    pred_chars, gold_chars = answer_chars(prediction), answer_chars(gold)
     common = sum((Counter(pred_chars) & Counter(gold_chars)).values())
     if common == 0:
         return 0.0
@@ -59,6 +61,18 @@ class Score:
     missing: int
 
 
+def row_scores(
+    predictions: Mapping[str, str], gold: Mapping[str, str]
+) -> dict[str, tuple[float, bool] | None]:
+    """F1 and EM of every gold id (``None`` where the prediction is missing)."""
+    return {
+        row_id: None
+        if row_id not in predictions
+        else (char_f1(predictions[row_id], answer), exact_match(predictions[row_id], answer))
+        for row_id, answer in gold.items()
+    }
+
+
 def score(predictions: Mapping[str, str], gold: Mapping[str, str]) -> Score:
     """Score predictions keyed by id against gold answers keyed by id.
 
@@ -67,14 +81,31 @@ def score(predictions: Mapping[str, str], gold: Mapping[str, str]) -> Score:
     """
     if not gold:
         raise ValueError("cannot score against an empty gold set")
-    f1_total = em_total = 0.0
-    missing = 0
-    for row_id, answer in gold.items():
-        prediction = predictions.get(row_id)
-        if prediction is None:
-            missing += 1
-            continue
-        f1_total += char_f1(prediction, answer)
-        em_total += exact_match(prediction, answer)
+    rows = row_scores(predictions, gold).values()
     n = len(gold)
-    return Score(f1=f1_total / n, em=em_total / n, n=n, missing=missing)
+    return Score(
+        f1=sum(row[0] for row in rows if row) / n,
+        em=sum(row[1] for row in rows if row) / n,
+        n=n,
+        missing=sum(row is None for row in rows),
+    )
+
+
+# Buckets of gold answer length (the characters the metric compares) for the F1-by-length view.
+LENGTH_BUCKETS = ("1-3", "4-6", "7-10", "11-20", "21+")
+_BUCKET_UPPER_BOUNDS = (3, 6, 10, 20)
+
+
+def length_bucket(gold: str) -> str:
+    """The :data:`LENGTH_BUCKETS` label of a gold answer."""
+    return LENGTH_BUCKETS[bisect_left(_BUCKET_UPPER_BOUNDS, len(answer_chars(gold)))]
+
+
+def score_by_length(predictions: Mapping[str, str], gold: Mapping[str, str]) -> dict[str, Score]:
+    """:func:`score` within each length bucket that has gold rows, shortest first."""
+    labels = {row_id: length_bucket(answer) for row_id, answer in gold.items()}
+    return {
+        label: score(predictions, {k: v for k, v in gold.items() if labels[k] == label})
+        for label in LENGTH_BUCKETS
+        if label in labels.values()
+    }

@@ -1,16 +1,44 @@
-"""One variant's prediction job: load the trained variant, generate answers for one split."""
+"""One variant's prediction job: load the trained variant and generate for one split.
+
+Writes ``{split}.generated.csv`` with ``id`` and ``raw`` (the decoded generation, up to its stop
+token), and a timing JSON (``seconds`` of generation, ``load_seconds`` of loading). Post-processing,
+snapping and the final ``{split}.csv`` are the ``answers`` rule's job (:mod:`koqa.answers`).
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from koqa.adapters import load_variant
 from koqa.files import write_csv, write_json
-from koqa.predict import generate_answers
+from koqa.predict import (
+    answer_token_budget,
+    decode_answers,
+    greedy_generate,
+    prepare_for_inference,
+    stop_token_ids,
+)
 from koqa.shards import read_shards
 from koqa.tokenizer import load_text_tokenizer
 from koqa.train import pick_device
+
+log = logging.getLogger("koqa")
+
+
+def resolve_max_new_tokens(options: dict, train_shard_dir: Path) -> int:
+    """``predict.max_new_tokens``, or with ``auto`` the training answers' length quantile + margin."""
+    if options["max_new_tokens"] != "auto":
+        return int(options["max_new_tokens"])
+    rows, _ = read_shards(train_shard_dir)
+    return answer_token_budget(
+        rows["n_tokens"] - rows["prompt_len"],
+        options["max_new_tokens_quantile"],
+        options["max_new_tokens_margin"],
+    )
 
 
 def run_prediction(
@@ -18,6 +46,7 @@ def run_prediction(
     variant_dir: Path,
     base_dir: Path,
     shard_dir: Path,
+    train_shard_dir: Path,
     out_csv: Path,
     out_timing: Path,
     options: dict,
@@ -25,30 +54,45 @@ def run_prediction(
     precision: str,
     trust_remote_code: bool = False,
 ) -> dict:
-    """Write ``id,answer`` for every row of the split and a timing JSON; return the timing."""
+    """Write the generated text of every row of the split and the timing; return the timing."""
     device = pick_device(device)
-    started = time.perf_counter()
+    loading = time.perf_counter()
+    max_new_tokens = resolve_max_new_tokens(options, train_shard_dir)
+    log.info("max_new_tokens: %d", max_new_tokens)
     rows, _ = read_shards(shard_dir)
+    prompts = [
+        ids[:n].tolist() for ids, n in zip(rows["input_ids"], rows["prompt_len"], strict=True)
+    ]
     tokenizer = load_text_tokenizer(base_dir)
-    model = load_variant(variant_dir, base_dir, device, trust_remote_code)
+    stop_ids = stop_token_ids(tokenizer.tokenizer, tokenizer.eos_id)
+    model = prepare_for_inference(load_variant(variant_dir, base_dir, device, trust_remote_code))
     pad_id = model.config.pad_token_id
-    answers = generate_answers(
+    started = time.perf_counter()
+    load_seconds = started - loading
+    generated = greedy_generate(
         model,
-        tokenizer.tokenizer,
-        rows,
-        eos_id=tokenizer.eos_id,
+        prompts,
+        stop_ids=stop_ids,
         pad_id=tokenizer.eos_id if pad_id is None else pad_id,
         batch_size=options["batch_size"],
-        max_new_tokens=options["max_new_tokens"],
+        max_new_tokens=max_new_tokens,
         device=device,
         precision=precision,
+        share_prefixes=options["share_prefixes"],
+    )
+    seconds = time.perf_counter() - started
+    answers = pd.DataFrame(
+        {"id": rows["id"].tolist(), "raw": decode_answers(tokenizer.tokenizer, generated)}
     )
     write_csv(answers, out_csv)
-    seconds = time.perf_counter() - started
     timing = {
         "n": len(answers),
-        "seconds": round(seconds, 2),
-        "answers_per_s": len(answers) / seconds,
+        "seconds": round(seconds, 3),
+        "load_seconds": round(load_seconds, 3),
+        "answers_per_s": round(len(answers) / seconds, 2),
+        "generated_tokens": sum(len(tokens) for tokens in generated),
+        "max_new_tokens": max_new_tokens,
+        "device": device,
     }
     write_json(timing, out_timing)
     return timing

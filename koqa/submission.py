@@ -1,14 +1,34 @@
-"""Leaderboard across variants and the validated competition submission."""
+"""Leaderboard across variants, and the competition submission: drafted, then validated as a file.
+
+The draft takes the chosen variant's test answers in the sample submission's order, writes a space
+for each newline and ``fallback`` for each empty answer (an empty cell scores 0 like any wrong
+answer, and some graders reject it). The check then reads the draft back as bytes and rejects it,
+naming rows, unless it is UTF-8 CSV with exactly the header ``id,answer``, the sample's ids in the
+sample's order, and non-empty, single-line answers.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import pandas as pd
 
 from koqa.ingest import InputError, parse_csv, read_text
 
-LEADERBOARD_COLUMNS = ["variant", "method", "f1", "em", "n", "train_seconds", "predict_seconds"]
+LEADERBOARD_COLUMNS = [
+    "variant",
+    "method",
+    "f1",
+    "em",
+    "n",
+    "snap",
+    "f1_unsnapped",
+    "f1_snapped",
+    "train_seconds",
+    "predict_seconds",
+]
 
 
 class SubmissionError(ValueError):
@@ -28,7 +48,10 @@ def choose_variant(board: pd.DataFrame, requested: str) -> str:
     if requested == "best":
         return str(board["variant"].iloc[0])
     if requested not in set(board["variant"]):
-        raise SubmissionError(f"submission.variant: {requested!r} is not on the leaderboard")
+        raise SubmissionError(
+            f"submission.variant: {requested!r} is not on the leaderboard "
+            f"(have {sorted(board['variant'])})"
+        )
     return requested
 
 
@@ -41,42 +64,70 @@ def read_sample_ids(path: str | Path) -> list[str]:
     return [record["id"] for record in records]
 
 
-def build_submission(
+def draft_submission(
     predictions: pd.DataFrame, sample_ids: list[str], fallback: str
 ) -> pd.DataFrame:
-    """Order predictions like the sample submission and validate them.
+    """Order predictions like the sample submission, newlines as spaces, ``fallback`` for empties.
 
-    Empty answers are replaced by ``fallback`` (an empty answer scores 0 anyway, and some graders
-    reject empty cells); newlines inside answers become spaces. Raises :class:`SubmissionError`
-    when an id is missing, unexpected or repeated.
+    Raises :class:`SubmissionError` when an id is missing, unexpected or repeated.
     """
-    by_id = predictions.drop_duplicates("id")
-    if len(by_id) != len(predictions):
-        raise SubmissionError(
-            f"predictions repeat ids: {sorted(predictions['id'][predictions['id'].duplicated()])[:5]}"
-        )
-    missing = sorted(set(sample_ids) - set(by_id["id"]))
-    extra = sorted(set(by_id["id"]) - set(sample_ids))
+    repeated = predictions["id"][predictions["id"].duplicated()]
+    if len(repeated):
+        raise SubmissionError(f"predictions repeat ids: {sorted(repeated)[:5]}")
+    missing = sorted(set(sample_ids) - set(predictions["id"]))
+    extra = sorted(set(predictions["id"]) - set(sample_ids))
     if missing or extra:
         raise SubmissionError(
             f"prediction ids differ from the sample submission: missing {missing[:5]} "
             f"({len(missing)} in all), unexpected {extra[:5]} ({len(extra)} in all)"
         )
-    answers = by_id.set_index("id")["answer"].reindex(sample_ids).fillna("").astype(str)
-    answers = answers.str.replace(r"\s*\n\s*", " ", regex=True).str.strip()
+    answers = predictions.set_index("id")["answer"].reindex(sample_ids).fillna("").astype(str)
+    answers = answers.str.replace(r"\s*[\r\n]+\s*", " ", regex=True).str.strip()
     answers = answers.mask(answers == "", fallback)
-    submission = pd.DataFrame({"id": sample_ids, "answer": answers.to_numpy()})
-    validate_submission(submission, sample_ids)
-    return submission
+    return pd.DataFrame({"id": sample_ids, "answer": answers.to_numpy()})
 
 
-def validate_submission(submission: pd.DataFrame, sample_ids: list[str]) -> None:
-    """Every sample id exactly once and in order, no empty answer, no newline."""
-    if submission["id"].tolist() != list(sample_ids):
-        raise SubmissionError("submission ids are not the sample submission's ids in order")
-    empty = submission["id"][submission["answer"].str.strip() == ""]
-    if len(empty):
-        raise SubmissionError(f"empty answers for {empty.tolist()[:5]}")
-    newline = submission["id"][submission["answer"].str.contains("\n")]
-    if len(newline):
-        raise SubmissionError(f"answers with newlines for {newline.tolist()[:5]}")
+def check_submission_file(path: str | Path, sample_ids: list[str]) -> int:
+    """Validate a submission file as the grader will read it; return its row count.
+
+    Raises :class:`SubmissionError` naming the file and the offending rows.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SubmissionError(f"{path}: not UTF-8 (byte {err.start}: {err.reason})") from None
+    if text.startswith("\ufeff"):
+        raise SubmissionError(f"{path}: starts with a byte-order mark")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows or rows[0] != ["id", "answer"]:
+        raise SubmissionError(f"{path}: header is {rows[:1]}, expected ['id', 'answer']")
+    body = rows[1:]
+    problems = []
+    if [row[0] if row else "" for row in body] != list(sample_ids):
+        first = next(
+            (
+                i
+                for i, (row, want) in enumerate(zip(body, sample_ids, strict=False))
+                if row[:1] != [want]
+            ),
+            min(len(body), len(sample_ids)),
+        )
+        problems.append(
+            f"ids differ from the sample submission's from row {first + 1} on "
+            f"({len(body)} rows, sample has {len(sample_ids)})"
+        )
+    ragged = [i for i, row in enumerate(body, start=1) if len(row) != 2]
+    empty = [i for i, row in enumerate(body, start=1) if len(row) == 2 and not row[1].strip()]
+    broken = [i for i, row in enumerate(body, start=1) if any(c in "".join(row) for c in "\r\n")]
+    for rows_found, what in (
+        (ragged, "not two fields"),
+        (empty, "empty answer"),
+        (broken, "line break"),
+    ):
+        if rows_found:
+            problems.append(f"{what} in rows {rows_found[:5]} ({len(rows_found)} in all)")
+    if problems:
+        raise SubmissionError(f"{path}: " + "; ".join(problems))
+    return len(body)

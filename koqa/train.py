@@ -4,34 +4,48 @@ Why not ``transformers.Trainer``: koqa needs exact control of batching (length-g
 shards' token counts), of resumption (a checkpoint with the data position and RNG state, which
 Trainer + peft resumes unreliably) and byte-identical results on CPU for the same config.
 
-One optimizer step = ``grad_accum`` micro-batches. The loss is the mean over answer tokens of the
-whole accumulated batch (prompt tokens carry label -100 and never count). Every
-``checkpoint_every`` steps the trainable weights, optimizer, scheduler, step and RNG state are saved;
-a rerun with the same settings resumes from there and continues the step count.
+One optimizer step = ``grad_accum`` micro-batches (on each process, when training data-parallel; see
+:mod:`koqa.distributed`). The loss is the mean over answer tokens of the whole accumulated batch
+(prompt tokens carry label -100 and never count). Every ``checkpoint_every`` steps the trainable
+weights, optimizer, scheduler, step, data position, RNG state and settings are saved; a rerun with
+the same settings resumes from there and continues the step count. With ``eval_every`` the loss on
+the validation shards is measured every that many steps (and at the end); the weights with the
+lowest validation loss are the ones kept, and ``early_stopping_patience`` evaluations without
+improvement end the training.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import logging
 import math
 import random
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
+from koqa import distributed
 from koqa.files import atomic_path
 from koqa.shards import IGNORE_INDEX
 
 log = logging.getLogger("koqa")
 CHECKPOINT = "last.pt"
-METRIC_FIELDS = ["step", "epoch", "loss", "lr", "tokens_per_s", "elapsed_s"]
+METRIC_FIELDS = [
+    "step",
+    "epoch",
+    "loss",
+    "val_loss",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+    "elapsed_s",
+]
 
 
 def pick_device(requested: str) -> str:
@@ -43,12 +57,25 @@ def pick_device(requested: str) -> str:
     return requested
 
 
+def autocast_dtype(device: str, precision: str) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None means full fp32.
+
+    ``auto`` is bf16 on a GPU that has it, fp16 on an older GPU, fp32 on the CPU (bf16 on the CPU
+    is available on request: faster on CPUs with AVX512-BF16, less exact)."""
+    on_gpu = torch.device(device).type == "cuda"
+    if precision == "auto":
+        if not on_gpu:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp16" and not on_gpu:
+        raise ValueError("precision: fp16 autocast needs a GPU; use bf16 or fp32 on the CPU")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 def autocast(device: str, precision: str) -> torch.autocast | nullcontext:
-    """bf16 autocast where asked for (``auto``: on CUDA with bf16 support), else full precision."""
-    use_bf16 = precision == "bf16" or (
-        precision == "auto" and device == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    return torch.autocast(device, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    """An autocast context for ``precision`` on ``device`` (see :func:`autocast_dtype`)."""
+    dtype = autocast_dtype(device, precision)
+    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else nullcontext()
 
 
 def length_grouped_batches(
@@ -78,20 +105,26 @@ def collate(rows: pd.DataFrame, pad_id: int) -> dict[str, torch.Tensor]:
     labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
     attention_mask = torch.zeros((n, width), dtype=torch.long)
     for i, (ids, labs) in enumerate(zip(rows["input_ids"], rows["labels"], strict=True)):
-        input_ids[i, : len(ids)] = torch.as_tensor(ids)
-        labels[i, : len(labs)] = torch.as_tensor(labs)
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(labs)] = torch.tensor(labs)
         attention_mask[i, : len(ids)] = 1
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
 
 
-def _answer_tokens(rows: pd.DataFrame) -> int:
+def answer_tokens(rows: pd.DataFrame) -> int:
     """Tokens that carry a loss: the answer and EOS (labels are shifted, so position 0 never does)."""
     return int((rows["n_tokens"] - rows["prompt_len"].clip(lower=1)).sum())
 
 
-def settings_hash(settings: dict) -> str:
-    """A hash of the settings a checkpoint was made with (only a match may resume)."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+def peak_rss_mb() -> float | None:
+    """The most resident memory this process has used so far, in MiB (Linux's VmHWM; None where
+    there is no /proc). Not ``getrusage``: its maximum carries a parent's memory across fork+exec."""
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return round(kib / 1024, 1)
 
 
 def _lr_lambda(schedule: str, warmup: int, total: int):
@@ -108,49 +141,131 @@ def _lr_lambda(schedule: str, warmup: int, total: int):
     return factor
 
 
+@dataclass
+class StepResult:
+    """What one optimizer step did, summed over processes."""
+
+    loss: float
+    tokens: int  # non-padding tokens
+    cells: int  # batch width x rows: tokens plus padding
+    grad_norm: float
+
+
+@dataclass
+class RunStats:
+    """Totals over the steps of one run (this session, when resumed)."""
+
+    first_loss: float | None = None
+    last_loss: float | None = None
+    tokens: int = 0
+    cells: int = 0
+    seconds: float = 0.0  # in optimizer steps, without evaluation
+
+    def add(self, step: StepResult, seconds: float) -> None:
+        if self.first_loss is None:
+            self.first_loss = step.loss
+        self.last_loss = step.loss
+        self.tokens += step.tokens
+        self.cells += step.cells
+        self.seconds += seconds
+
+
+@contextmanager
+def metrics_log(path: Path, resumed_step: int | None) -> Iterator[csv.DictWriter]:
+    """The per-step metrics CSV, line-buffered (a killed job loses no logged step); on resume it
+    keeps the rows up to the checkpoint's step and appends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    append = resumed_step is not None and path.exists()
+    if append:
+        logged = pd.read_csv(path)
+        logged[logged["step"] <= resumed_step].to_csv(path, index=False)
+    with open(path, "a" if append else "w", newline="", buffering=1) as handle:
+        writer = csv.DictWriter(handle, METRIC_FIELDS)
+        if not append:
+            writer.writeheader()
+        yield writer
+
+
 class Trainer:
     """Trains the parameters of ``model`` that require grad on the rows of a training shard set."""
 
-    def __init__(self, model: torch.nn.Module, rows: pd.DataFrame, settings: dict, pad_id: int):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        rows: pd.DataFrame,
+        settings: dict,
+        pad_id: int,
+        *,
+        device: str,
+        eval_rows: pd.DataFrame | None = None,
+    ):
         self.model, self.rows, self.settings, self.pad_id = model, rows, settings, pad_id
-        self.device = pick_device(settings["device"])
-        self.batches_per_epoch = math.ceil(len(rows) / settings["batch_size"])
-        self.steps_per_epoch = math.ceil(self.batches_per_epoch / settings["grad_accum"])
+        self.device, self.eval_rows = device, eval_rows
+        self.world = distributed.world()
+        self.micro_per_step = settings["grad_accum"] * self.world.size
+        batches_per_epoch = math.ceil(len(rows) / settings["batch_size"])
+        self.steps_per_epoch = math.ceil(batches_per_epoch / self.micro_per_step)
         self.total_steps = self.steps_per_epoch * settings["epochs"]
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if not self.params:
             raise ValueError(f"variant {settings['name']}: no trainable parameters")
+        if self.world.size > 1:
+            distributed.broadcast_parameters(self.params)
         self.optimizer = torch.optim.AdamW(
-            params, lr=settings["lr"], weight_decay=settings["weight_decay"]
+            self.params, lr=settings["lr"], weight_decay=settings["weight_decay"]
         )
         warmup = round(settings["warmup_ratio"] * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _lr_lambda(settings["schedule"], warmup, self.total_steps)
         )
+        self.scaler = torch.amp.GradScaler(
+            torch.device(device).type,
+            enabled=autocast_dtype(device, settings["precision"]) == torch.float16,
+        )
         self.step = 0
+        self.elapsed = 0.0  # training seconds, carried across resumptions
+        self.best = {"val_loss": math.inf, "step": 0, "evals_since": 0, "weights": {}}
         self._epoch_batches: tuple[int, list[list[int]]] = (-1, [])
 
     # -- checkpoints -------------------------------------------------------------------------
+    def _trainable_weights(self) -> dict[str, torch.Tensor]:
+        return {
+            n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad
+        }
+
+    def _identity(self) -> dict:
+        """What a checkpoint must have been made with to be resumed: same settings, same world."""
+        return {"settings": self.settings, "world_size": self.world.size}
+
     def save_checkpoint(self, directory: Path) -> None:
+        """Write ``last.pt`` atomically (rank 0 only)."""
+        if not self.world.is_main:
+            return
+        epoch, position = divmod(self.step, self.steps_per_epoch)
         state = {
-            "settings_hash": settings_hash(self.settings),
+            **self._identity(),
             "step": self.step,
-            "weights": {
-                n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad
-            },
+            "data_position": {"epoch": epoch, "micro_batch": position * self.micro_per_step},
+            "elapsed_s": self.elapsed,
+            "weights": self._trainable_weights(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            "scaler": self.scaler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "best": self.best,
         }
+        directory.mkdir(parents=True, exist_ok=True)
         with atomic_path(directory / CHECKPOINT) as tmp:
             torch.save(state, tmp)
 
     def try_resume(self, directory: Path) -> bool:
+        """Restore a matching checkpoint from ``directory``; False when there is none."""
         path = directory / CHECKPOINT
         if not path.is_file():
             return False
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state["settings_hash"] != settings_hash(self.settings):
+        if {key: state[key] for key in self._identity()} != self._identity():
             log.info("ignoring checkpoint %s: made with other settings", path)
             return False
         params = dict(self.model.named_parameters())
@@ -159,13 +274,17 @@ class Trainer:
                 params[name].copy_(value)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        self.step = state["step"]
-        log.info("resumed from %s at step %d", path, self.step)
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.step, self.elapsed, self.best = state["step"], state["elapsed_s"], state["best"]
+        log.info("resumed from %s at step %d (%s)", path, self.step, state["data_position"])
         return True
 
     # -- training ----------------------------------------------------------------------------
-    def _micro_batches(self, epoch: int, group: int) -> list[pd.DataFrame]:
+    def _micro_batches(self, epoch: int, position: int) -> list[pd.DataFrame]:
+        """The micro-batches of step ``position`` of ``epoch``, over all processes."""
         s = self.settings
         if self._epoch_batches[0] != epoch:
             lengths = self.rows["n_tokens"].tolist()
@@ -173,80 +292,154 @@ class Trainer:
                 epoch,
                 length_grouped_batches(lengths, s["batch_size"], s["seed"], epoch),
             )
-        batches = self._epoch_batches[1]
-        chosen = batches[group * s["grad_accum"] : (group + 1) * s["grad_accum"]]
+        first = position * self.micro_per_step
+        chosen = self._epoch_batches[1][first : first + self.micro_per_step]
         return [self.rows.iloc[b] for b in chosen]
 
-    def _optimizer_step(self, micro_batches: list[pd.DataFrame]) -> tuple[float, int]:
-        """One accumulated step; returns the mean answer-token loss and the tokens processed."""
-        n_answer = sum(_answer_tokens(mb) for mb in micro_batches)
-        total, tokens = 0.0, 0
+    def _optimizer_step(self, micro_batches: list[pd.DataFrame]) -> StepResult:
+        """One accumulated step; this process runs every ``world.size``-th micro-batch."""
+        n_answer = sum(answer_tokens(mb) for mb in micro_batches)
+        loss_sum, tokens, cells = 0.0, 0, 0
         self.model.train()
-        for mb in micro_batches:
+        for mb in micro_batches[self.world.rank :: self.world.size]:
             batch = {k: v.to(self.device) for k, v in collate(mb, self.pad_id).items()}
             with autocast(self.device, self.settings["precision"]):
-                loss = self.model(**batch).loss * (_answer_tokens(mb) / n_answer)
-            loss.backward()
-            total += loss.item()
+                loss = self.model(**batch).loss * (answer_tokens(mb) / n_answer)
+            self.scaler.scale(loss).backward()
+            loss_sum += loss.item()
             tokens += int(batch["attention_mask"].sum())
-        torch.nn.utils.clip_grad_norm_(
-            [p for p in self.model.parameters() if p.requires_grad], self.settings["max_grad_norm"]
-        )
-        self.optimizer.step()
+            cells += batch["attention_mask"].numel()
+        if self.world.size > 1:
+            distributed.sum_gradients(self.params)
+            loss_sum, tokens, cells = distributed.sum_values([loss_sum, tokens, cells], self.device)
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.settings["max_grad_norm"])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total, tokens
+        return StepResult(loss_sum, int(tokens), int(cells), float(grad_norm))
 
-    def run(self, checkpoint_dir: Path, metrics_path: Path) -> dict:
-        """Train to the end (resuming if a matching checkpoint exists); return a summary."""
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        resumed = self.try_resume(checkpoint_dir)
-        metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        if resumed and metrics_path.exists():  # forget steps logged after the checkpoint
-            logged = pd.read_csv(metrics_path)
-            logged[logged["step"] <= self.step].to_csv(metrics_path, index=False)
-        mode = "a" if resumed and metrics_path.exists() else "w"
-        started = time.perf_counter()
-        losses = []
-        with open(metrics_path, mode, newline="") as handle:
-            writer = csv.DictWriter(handle, METRIC_FIELDS)
-            if mode == "w":
-                writer.writeheader()
-            bar = tqdm(
-                total=self.total_steps, initial=self.step, desc=self.settings["name"], mininterval=5
-            )
-            while self.step < self.total_steps:
-                epoch, group = divmod(self.step, self.steps_per_epoch)
-                tick = time.perf_counter()
-                loss, tokens = self._optimizer_step(self._micro_batches(epoch, group))
-                self.step += 1
-                losses.append(loss)
-                writer.writerow(
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean answer-token loss on the validation rows (shared out over processes)."""
+        rows = self.eval_rows.iloc[self.world.rank :: self.world.size]
+        rows = rows.sort_values("n_tokens", kind="stable")
+        loss_sum, n_answer = 0.0, 0
+        self.model.eval()
+        for start in range(0, len(rows), self.settings["batch_size"]):
+            mb = rows.iloc[start : start + self.settings["batch_size"]]
+            batch = {k: v.to(self.device) for k, v in collate(mb, self.pad_id).items()}
+            with autocast(self.device, self.settings["precision"]):
+                loss = self.model(**batch).loss
+            loss_sum += loss.item() * answer_tokens(mb)
+            n_answer += answer_tokens(mb)
+        if self.world.size > 1:
+            loss_sum, n_answer = distributed.sum_values([loss_sum, n_answer], self.device)
+        return loss_sum / n_answer
+
+    def _after_evaluation(self, val_loss: float) -> None:
+        """Remember the best weights; count evaluations without improvement."""
+        if val_loss < self.best["val_loss"]:
+            self.best = {
+                "val_loss": val_loss,
+                "step": self.step,
+                "evals_since": 0,
+                "weights": self._trainable_weights(),
+            }
+        else:
+            self.best["evals_since"] += 1
+
+    def _stopped_early(self) -> bool:
+        patience = self.settings["early_stopping_patience"]
+        return bool(patience) and self.best["evals_since"] >= patience
+
+    def _restore_best(self) -> None:
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in self.best["weights"].items():
+                params[name].copy_(value)
+        log.info(
+            "kept the weights of step %d (validation loss %.4f)",
+            self.best["step"],
+            self.best["val_loss"],
+        )
+
+    def _train_steps(
+        self, checkpoint_dir: Path, metrics: csv.DictWriter | None, eval_every: int
+    ) -> RunStats:
+        """Optimizer steps until the planned count or an early stop, logging and checkpointing."""
+        stats = RunStats()
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc=self.settings["name"],
+            mininterval=5,
+            disable=metrics is None,
+        )
+        while self.step < self.total_steps and not self._stopped_early():
+            epoch, position = divmod(self.step, self.steps_per_epoch)
+            tick = time.perf_counter()
+            result = self._optimizer_step(self._micro_batches(epoch, position))
+            step_seconds = time.perf_counter() - tick
+            self.step += 1
+            val_loss = None
+            if eval_every and (self.step % eval_every == 0 or self.step == self.total_steps):
+                val_loss = self.evaluate()
+                self._after_evaluation(val_loss)
+            self.elapsed += time.perf_counter() - tick
+            stats.add(result, step_seconds)
+            if metrics:
+                metrics.writerow(
                     {
                         "step": self.step,
                         "epoch": epoch,
-                        "loss": f"{loss:.6f}",
+                        "loss": f"{result.loss:.6f}",
+                        "val_loss": "" if val_loss is None else f"{val_loss:.6f}",
                         "lr": f"{self.scheduler.get_last_lr()[0]:.3e}",
-                        "tokens_per_s": f"{tokens / (time.perf_counter() - tick):.1f}",
-                        "elapsed_s": f"{time.perf_counter() - started:.2f}",
+                        "grad_norm": f"{result.grad_norm:.4f}",
+                        "tokens_per_s": f"{result.tokens / step_seconds:.1f}",
+                        "elapsed_s": f"{self.elapsed:.2f}",
                     }
                 )
-                bar.update()
-                bar.set_postfix(loss=f"{loss:.3f}")
-                if self.step % self.settings["checkpoint_every"] == 0:
-                    handle.flush()
-                    self.save_checkpoint(checkpoint_dir)
-            bar.close()
-        return {
+            bar.update()
+            bar.set_postfix(loss=f"{result.loss:.3f}")
+            if self.step % self.settings["checkpoint_every"] == 0 or self._stopped_early():
+                self.save_checkpoint(checkpoint_dir)
+        bar.close()
+        return stats
+
+    def run(self, checkpoint_dir: Path, metrics_path: Path) -> dict:
+        """Train to the end (resuming if a matching checkpoint exists); return a summary."""
+        resumed_at = self.step if self.try_resume(checkpoint_dir) else None
+        eval_every = self.settings["eval_every"] if self.eval_rows is not None else 0
+        log_metrics = metrics_log(metrics_path, resumed_at) if self.world.is_main else nullcontext()
+        with log_metrics as metrics:
+            stats = self._train_steps(checkpoint_dir, metrics, eval_every)
+        if self.best["weights"]:
+            self._restore_best()
+        summary = {
             "variant": self.settings["name"],
             "method": self.settings["method"],
             "steps": self.step,
-            "resumed": resumed,
-            "first_loss": losses[0] if losses else None,
-            "final_loss": losses[-1] if losses else None,
-            "train_seconds": round(time.perf_counter() - started, 2),
+            "planned_steps": self.total_steps,
+            "resumed_from_step": resumed_at,
+            "first_loss": stats.first_loss,
+            "final_loss": stats.last_loss,
+            "train_seconds": round(self.elapsed, 2),
+            "tokens_per_s": round(stats.tokens / stats.seconds, 1) if stats.seconds else None,
+            "padding_fraction": round(1 - stats.tokens / stats.cells, 4) if stats.cells else None,
             "device": self.device,
-            "trainable_parameters": sum(
-                p.numel() for p in self.model.parameters() if p.requires_grad
-            ),
+            "world_size": self.world.size,
+            "trainable_parameters": sum(p.numel() for p in self.params),
+            "peak_rss_mb": peak_rss_mb(),
         }
+        if eval_every:
+            summary |= {
+                "best_step": self.best["step"],
+                "best_val_loss": self.best["val_loss"],
+                "stopped_early": self.step < self.total_steps,
+            }
+        if torch.device(self.device).type == "cuda":
+            summary["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20)
+        return summary

@@ -2,7 +2,8 @@
 
 Pure Python (no torch) so the Snakefile can check every variant before any job starts. A variant
 names its ``method``; several variants may share one method with different settings
-(``lora_r8``, ``lora_r64``).
+(``lora_r8``, ``lora_r64``). Checks that need the model itself (do the target modules exist?) run
+at the start of the training job, in :mod:`koqa.adapters`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def resolve_variant(config: dict, name: str) -> dict:
     return {**config["train"], **method_defaults, **variant, "name": name}
 
 
+def uses_gradient_checkpointing(settings: dict, device: str) -> bool:
+    """``true``/``false`` as set; ``auto`` means on a GPU, for every method that allows it."""
+    choice = settings["gradient_checkpointing"]
+    if choice == "auto":
+        return device.startswith("cuda") and settings["method"] not in VIRTUAL_TOKEN_METHODS
+    return bool(choice)
+
+
 def check_variant(settings: dict) -> None:
     """Fail fast on combinations that cannot train; see :class:`VariantError`."""
     name, method = settings["name"], settings["method"]
@@ -49,14 +58,26 @@ def check_variant(settings: dict) -> None:
     def fail(key: str, why: str) -> None:
         raise VariantError(f"variants.{name}.{key}: {why}")
 
-    if method in VIRTUAL_TOKEN_METHODS and settings.get("gradient_checkpointing"):
-        fail("gradient_checkpointing", f"{method} tuning cannot use gradient checkpointing")
+    if method in VIRTUAL_TOKEN_METHODS and settings.get("gradient_checkpointing") is True:
+        fail(
+            "gradient_checkpointing",
+            f"{method} tuning cannot use gradient checkpointing (peft refuses it); "
+            "set it to false or auto",
+        )
     if method == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
         fail("method", "qlora needs the bitsandbytes package (pip install bitsandbytes)")
+    if settings.get("precision") == "fp16" and settings.get("device") == "cpu":
+        fail("precision", "fp16 autocast needs a GPU; use bf16 or fp32 on the CPU")
+    if settings.get("early_stopping_patience") and not settings.get("eval_every"):
+        fail("early_stopping_patience", "early stopping needs eval_every > 0")
     own_keys = set(METHOD_DEFAULTS.get(method, {}))
     for key in sorted({key for d in METHOD_DEFAULTS.values() for key in d} - own_keys):
         if key in settings:
             fail(key, f"the {method} method does not use this key")
+    if method == "ia3":
+        stray = sorted(set(settings["feedforward_modules"]) - set(settings["target_modules"]))
+        if stray:
+            fail("feedforward_modules", f"{stray} must also be in target_modules")
 
 
 def check_all(config: dict) -> None:
@@ -64,5 +85,7 @@ def check_all(config: dict) -> None:
     for name in config["variants"]:
         check_variant(resolve_variant(config, name))
     chosen = config["submission"]["variant"]
-    if chosen != "best" and chosen not in config["variants"]:
-        raise VariantError(f"submission.variant: {chosen!r} is neither 'best' nor a variant")
+    if chosen not in ("best", "ensemble", *config["variants"]):
+        raise VariantError(
+            f"submission.variant: {chosen!r} is neither 'best', 'ensemble' nor a variant"
+        )

@@ -48,6 +48,15 @@ def variant_settings(wildcards):
     return canonical(resolve_variant(config, wildcards.variant))
 
 
+def validation_shards(wildcards):
+    """Validation shards for a variant that measures validation loss while training."""
+    return (
+        "results/data/shards/validation"
+        if variant_settings(wildcards)["eval_every"]
+        else []
+    )
+
+
 def uses_gpu(wildcards):
     """GPUs a train or predict job asks for: one unless the variant is pinned to the CPU."""
     return int(variant_settings(wildcards)["device"] != "cpu")

@@ -3,7 +3,11 @@
 
 rule ingest:
     input:
-        lambda wildcards: config["data"][wildcards.part],
+        raw=lambda wildcards: config["data"][wildcards.part],
+        # test ids are checked against the sample submission's
+        sample=lambda wildcards: (
+            config["data"]["sample_submission"] if wildcards.part == "test" else []
+        ),
     output:
         "results/data/raw/{part}.parquet",
     log:
@@ -21,6 +25,7 @@ rule clean:
     input:
         train="results/data/raw/train.parquet",
         test="results/data/raw/test.parquet",
+        synonyms=config["clean"]["synonyms"] or [],
     output:
         train="results/data/clean/train.parquet",
         test="results/data/clean/test.parquet",
@@ -69,8 +74,63 @@ rule tokenize:
     params:
         model=model_path(),
         allow_download=config["model"]["allow_download"],
-        template=lambda wildcards: config["prompt"]["template"],
-        max_seq_len=config["prompt"]["max_seq_len"],
+        # a function: a plain string param would have its {context} taken for a wildcard
+        prompt=lambda wildcards: canonical(config["prompt"]),
         shard_rows=config["tokenize"]["shard_rows"],
     script:
         "../scripts/tokenize.py"
+
+
+rule stats:
+    input:
+        train="results/data/split/train.parquet",
+        validation="results/data/split/validation.parquet",
+        test="results/data/clean/test.parquet",
+        shards=expand(
+            "results/data/shards/{split}", split=["train", "validation", "test"]
+        ),
+    output:
+        stats=report(
+            "results/data/stats.json",
+            caption="../report/stats.rst",
+            category="Data",
+            subcategory="Statistics",
+        ),
+        token_lengths=report(
+            "results/data/plots/token_lengths.png",
+            caption="../report/token_lengths.rst",
+            category="Data",
+            subcategory="Statistics",
+        ),
+        answer_words=report(
+            "results/data/plots/answer_words.png",
+            caption="../report/answer_words.rst",
+            category="Data",
+            subcategory="Statistics",
+        ),
+        sentences=report(
+            "results/data/plots/sentences.png",
+            caption="../report/sentences.rst",
+            category="Data",
+            subcategory="Statistics",
+        ),
+        special_chars=report(
+            "results/data/plots/special_chars.png",
+            caption="../report/special_chars.rst",
+            category="Data",
+            subcategory="Statistics",
+        ),
+        alignment=report(
+            "results/data/plots/alignment.png",
+            caption="../report/alignment.rst",
+            category="Data",
+            subcategory="Statistics",
+        ),
+    log:
+        "results/logs/stats.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        max_seq_len=config["prompt"]["max_seq_len"],
+    script:
+        "../scripts/stats.py"

@@ -1,4 +1,5 @@
-# Scoring, the leaderboard across variants and the validated submission.
+# Scoring (the variants and the ensemble alike), the leaderboard, and the submission: drafted from
+# the chosen variant, then validated by its own rule before results/submission.csv exists.
 
 
 rule score:
@@ -6,40 +7,63 @@ rule score:
         predictions="results/predictions/{variant}/validation.csv",
         gold="results/data/split/validation.parquet",
     output:
-        "results/scores/{variant}.json",
+        score="results/scores/{variant}.json",
+        worst="results/scores/{variant}.worst.csv",
     log:
         "results/logs/score/{variant}.log",
+    wildcard_constraints:
+        variant="|".join(SCORED),
     conda:
         "../envs/data.yaml"
+    params:
+        worst=20,
     script:
         "../scripts/score.py"
 
 
 rule leaderboard:
     input:
-        scores=expand("results/scores/{variant}.json", variant=VARIANTS),
+        scores=expand("results/scores/{variant}.json", variant=SCORED),
         summaries=expand("results/training/{variant}/summary.json", variant=VARIANTS),
         timings=expand(
             "results/predictions/{variant}/validation.timing.json", variant=VARIANTS
         ),
+        snaps=expand("results/predictions/{variant}/snap.json", variant=VARIANTS),
     output:
-        report(
-            "results/leaderboard.tsv",
-            caption="../report/leaderboard.rst",
-            category="Results",
-        ),
+        "results/leaderboard.tsv",
     log:
         "results/logs/leaderboard.log",
     conda:
         "../envs/data.yaml"
+    params:
+        variants=VARIANTS,
+        ensemble_members=ENSEMBLE_MEMBERS,
     script:
         "../scripts/leaderboard.py"
 
 
-rule submission:
+rule draft_submission:
     input:
         leaderboard="results/leaderboard.tsv",
-        predictions=expand("results/predictions/{variant}/test.csv", variant=VARIANTS),
+        predictions=expand("results/predictions/{variant}/test.csv", variant=SCORED),
+        sample=config["data"]["sample_submission"],
+    output:
+        temp("results/predictions/submission_draft.csv"),
+    log:
+        "results/logs/draft_submission.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        variant=config["submission"]["variant"],
+        scored=SCORED,
+        fallback=config["submission"]["fallback_answer"],
+    script:
+        "../scripts/draft_submission.py"
+
+
+rule submission:
+    input:
+        draft="results/predictions/submission_draft.csv",
         sample=config["data"]["sample_submission"],
     output:
         "results/submission.csv",
@@ -47,9 +71,5 @@ rule submission:
         "results/logs/submission.log",
     conda:
         "../envs/data.yaml"
-    params:
-        variant=config["submission"]["variant"],
-        variants=VARIANTS,
-        fallback=config["submission"]["fallback_answer"],
     script:
         "../scripts/submission.py"

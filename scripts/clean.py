@@ -5,13 +5,18 @@ import pandas as pd
 from koqa.clean import clean_table
 from koqa.files import write_json, write_parquet
 from koqa.runtime import configure_job, job_log
+from koqa.synonyms import load_synonyms
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
+    synonyms = load_synonyms(snakemake.input.synonyms or None)
     report, dropped = {}, []
     for part in ("train", "test"):
         result = clean_table(
-            pd.read_parquet(snakemake.input[part]), snakemake.params.options, part == "train"
+            pd.read_parquet(snakemake.input[part]),
+            snakemake.params.options,
+            labelled=part == "train",
+            synonyms=synonyms,
         )
         write_parquet(result.kept, snakemake.output[part])
         dropped.append(result.dropped.assign(part=part))

@@ -1,24 +1,41 @@
-"""Rule leaderboard: every variant's validation score and costs, best first."""
+"""Rule leaderboard: every variant's (and the ensemble's) validation score and costs, best first."""
 
+from koqa.ensemble import NAME as ENSEMBLE
 from koqa.files import read_json, write_csv
 from koqa.runtime import configure_job, job_log
 from koqa.submission import leaderboard
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
-    rows = []
-    for score_path, summary_path, timing_path in zip(
-        snakemake.input.scores, snakemake.input.summaries, snakemake.input.timings, strict=True
+    scores = {record["variant"]: record for record in map(read_json, snakemake.input.scores)}
+    costs = {}
+    for variant, summary, timing, snap in zip(
+        snakemake.params.variants,
+        map(read_json, snakemake.input.summaries),
+        map(read_json, snakemake.input.timings),
+        map(read_json, snakemake.input.snaps),
+        strict=True,
     ):
-        summary = read_json(summary_path)
-        rows.append(
-            {
-                **read_json(score_path),
-                "method": summary["method"],
-                "train_seconds": summary["train_seconds"],
-                "predict_seconds": read_json(timing_path)["seconds"],
-            }
-        )
-    board = leaderboard(rows)
+        costs[variant] = {
+            "method": summary["method"],
+            "train_seconds": summary["train_seconds"],
+            "predict_seconds": timing["seconds"],
+            "snap": snap["used"],
+            "f1_unsnapped": snap["f1_unsnapped"],
+            "f1_snapped": snap["f1_snapped"],
+        }
+    members = snakemake.params.ensemble_members
+    if members:  # the ensemble costs what its members cost together
+        costs[ENSEMBLE] = {
+            "method": "ensemble",
+            "train_seconds": round(sum(costs[m]["train_seconds"] for m in members), 2),
+            "predict_seconds": round(sum(costs[m]["predict_seconds"] for m in members), 3),
+        }
+    board = leaderboard(
+        [
+            {key: scores[variant][key] for key in ("variant", "f1", "em", "n")} | costs[variant]
+            for variant in scores
+        ]
+    )
     write_csv(board, snakemake.output[0], sep="\t")
     log.info("\n%s", board.to_string(index=False))

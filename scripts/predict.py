@@ -1,4 +1,4 @@
-"""Rule predict: batched greedy answers of one variant for one split (validation or test)."""
+"""Rule predict: batched greedy generation of one variant for one split (validation or test)."""
 
 from pathlib import Path
 
@@ -12,7 +12,8 @@ with job_log(snakemake.log[0]) as log:
         variant_dir=Path(snakemake.input.adapter),
         base_dir=Path(snakemake.params.model),
         shard_dir=Path(snakemake.input.shards),
-        out_csv=Path(snakemake.output.answers),
+        train_shard_dir=Path(snakemake.input.train_shards),
+        out_csv=Path(snakemake.output.generated),
         out_timing=Path(snakemake.output.timing),
         options=snakemake.params.options,
         device=snakemake.params.device,

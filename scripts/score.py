@@ -1,20 +1,20 @@
-"""Rule score: the competition metric (character F1, EM) of one variant on validation."""
-
-from dataclasses import asdict
+"""Rule score: the competition metric (character F1, EM) of one variant on validation, overall and
+by answer length, and its worst predictions for error analysis."""
 
 import pandas as pd
 
-from koqa.files import write_json
-from koqa.metric import score
+from koqa.evaluation import read_answers, score_record, worst_predictions
+from koqa.files import write_csv, write_json
 from koqa.runtime import configure_job, job_log
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
-    gold = pd.read_parquet(snakemake.input.gold)
-    predictions = pd.read_csv(snakemake.input.predictions, dtype=str, keep_default_na=False)
-    result = score(
-        dict(zip(predictions["id"], predictions["answer"], strict=True)),
-        dict(zip(gold["id"], gold["answer"], strict=True)),
+    gold_rows = pd.read_parquet(snakemake.input.gold)
+    predictions = read_answers(snakemake.input.predictions)
+    gold = dict(zip(gold_rows["id"], gold_rows["answer"], strict=True))
+    record = {"variant": snakemake.wildcards.variant, **score_record(predictions, gold)}
+    write_json(record, snakemake.output.score)
+    write_csv(
+        worst_predictions(predictions, gold_rows, snakemake.params.worst), snakemake.output.worst
     )
-    write_json({"variant": snakemake.wildcards.variant, **asdict(result)}, snakemake.output[0])
-    log.info("%s: %s", snakemake.wildcards.variant, result)
+    log.info("%s", record)

@@ -1,10 +1,12 @@
 """Rule tokenize: prompt + answer token ids with answer-only labels, as Parquet shards."""
 
 import pandas as pd
+import pyarrow.compute as pc
 
 from koqa.modelpath import resolve_model_dir
+from koqa.prompt import build_layout
 from koqa.runtime import configure_job, job_log
-from koqa.shards import encode_rows, template_hash, write_shards
+from koqa.shards import encode_rows, write_shards
 from koqa.tokenizer import load_text_tokenizer
 
 configure_job(snakemake.threads, snakemake.params.allow_download)
@@ -12,22 +14,32 @@ with job_log(snakemake.log[0]) as log:
     tokenizer = load_text_tokenizer(
         resolve_model_dir(snakemake.params.model, snakemake.params.allow_download)
     )
-    template, max_seq_len = snakemake.params.template, snakemake.params.max_seq_len
-    rows = encode_rows(pd.read_parquet(snakemake.input.rows), tokenizer, template, max_seq_len)
+    prompt = snakemake.params.prompt
+    layout = build_layout(prompt["template"], tokenizer, prompt["chat_template"], prompt["system"])
+    training = snakemake.wildcards.split == "train"
+    rows = encode_rows(
+        pd.read_parquet(snakemake.input.rows),
+        tokenizer,
+        layout,
+        prompt["max_seq_len"],
+        center_on_answer=training,
+    )
     n_shards = write_shards(
         rows,
         snakemake.output[0],
         snakemake.params.shard_rows,
         {
             "tokenizer": tokenizer.fingerprint,
-            "template": template_hash(template),
-            "max_seq_len": max_seq_len,
+            "template": layout.fingerprint(),
+            "max_seq_len": prompt["max_seq_len"],
         },
     )
     log.info(
-        "%d rows in %d shards; %d contexts truncated; longest %d tokens",
+        "%d rows in %d shards; %d contexts truncated (%s); longest %d tokens, %d uncut",
         len(rows),
         n_shards,
-        int(rows["context_truncated"].sum()),
-        int(rows["n_tokens"].max()),
+        pc.sum(rows["context_truncated"]).as_py() or 0,
+        "around the answer" if training else "start kept",
+        pc.max(rows["n_tokens"]).as_py(),
+        pc.max(rows["untruncated_tokens"]).as_py(),
     )

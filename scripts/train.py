@@ -1,22 +1,31 @@
-"""Rule train: fine-tune one variant (or, for zeroshot, record that there is nothing to train)."""
+"""Rule train: fine-tune one variant (or, for zeroshot, record that there is nothing to train).
 
-from pathlib import Path
+Given more than one GPU, the job trains data-parallel: one torchrun worker per GPU."""
 
 from koqa.runtime import configure_job, job_log
 
 settings = snakemake.params.settings
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
-    from koqa.training_job import run_training
+    job = {
+        "settings": settings,
+        "shard_dir": snakemake.input.shards,
+        "validation_dir": snakemake.input.validation or None,
+        "base_dir": snakemake.params.model,
+        "out_dir": snakemake.output.adapter,
+        "checkpoint_dir": snakemake.params.checkpoints,
+        "metrics_path": snakemake.output.metrics,
+        "summary_path": snakemake.output.summary,
+        "plot_path": snakemake.output.plot,
+        "trust_remote_code": snakemake.params.trust_remote_code,
+    }
+    gpus = int(snakemake.resources.get("gpu", 0))
+    if gpus > 1 and settings["method"] != "zeroshot":
+        from koqa.distributed import launch
 
-    summary = run_training(
-        settings,
-        shard_dir=Path(snakemake.input.shards),
-        base_dir=Path(snakemake.params.model),
-        out_dir=Path(snakemake.output.adapter),
-        checkpoint_dir=Path(snakemake.params.checkpoints),
-        metrics_path=Path(snakemake.output.metrics),
-        summary_path=Path(snakemake.output.summary),
-        trust_remote_code=snakemake.params.trust_remote_code,
-    )
-    log.info("summary: %s", summary)
+        log.info("training on %d GPUs, one process each", gpus)
+        launch(job, nproc=gpus, threads=snakemake.threads)
+    else:
+        from koqa.training_job import run_training
+
+        log.info("summary: %s", run_training(**job))

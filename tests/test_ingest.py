@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from koqa.ingest import InputError, read_records
+from koqa.ingest import InputError, check_sample_ids, read_records
 
 ROWS = [
     {"id": "A1", "context": "한빛전자는\n성장했다.", "question": "어디?", "answer": "한빛전자"},
@@ -91,7 +91,32 @@ def test_missing_ids_are_generated(tmp_path: Path) -> None:
             '{"context": "a", "question": "b"}\n{oops}',
             r"bad\.jsonl: line 2: invalid JSON",
         ),
-        ("cols.csv", "id,context,query\n1,a,b\n", r"cols\.csv: row 1: missing field 'question'"),
+        (
+            "cols.csv",
+            "id,context,query\n1,a,b\n",
+            r"cols\.csv: line 1: header has no column 'question' .*did you mean 'query'\?",
+        ),
+        (
+            "korean.csv",
+            "id,지문,question\n1,a,b\n",
+            r"korean\.csv: line 1: header has no column 'context' .*did you mean '지문'\?",
+        ),
+        (
+            "rows.json",
+            '[{"context": "a", "question": "b"}, {"context": "c", "Question": "d"}]',
+            r"rows\.json: row 2: missing field 'question' .*did you mean 'Question'\?",
+        ),
+        (
+            "nested.json",
+            '[{"context": "a", "question": ["b", "c"]}]',
+            r"nested\.json: row 1, field 'question': expected text, found list",
+        ),
+        (
+            "object.json",
+            '{"rows": [{"context": "a", "question": "b"}]}',
+            r"object\.json: line 1: a JSON object with keys \['rows'\]",
+        ),
+        ("notjson.json", "context,question\na,b\n", r"notjson\.json: line 1: expected JSON"),
         (
             "ragged.csv",
             "id,context,question\n1,a,b\n2,a\n",
@@ -112,9 +137,27 @@ def test_bad_input_names_file_row_and_field(
         read_records(_write(tmp_path / name, text))
 
 
+def test_field_types_and_forced_format(tmp_path: Path) -> None:
+    rows = [{"id": 7, "context": "매출은 3500억 원", "question": "얼마?", "answer": 3500}]
+    path = _write(tmp_path / "data.txt", json.dumps(rows, ensure_ascii=False))
+    frame = read_records(path, fmt="json", required=("answer",))
+    assert frame.loc[0, ["id", "answer"]].tolist() == ["7", "3500"]
+    with pytest.raises(InputError, match=r"data\.txt: line 1, column 2: invalid JSON"):
+        read_records(_write(tmp_path / "data.txt", "[oops"), fmt="json")
+
+
+def test_test_ids_must_match_the_sample_submission(tmp_path: Path) -> None:
+    frame = read_records(_write(tmp_path / "test.csv", "id,context,question\nT1,a,b\nT2,c,d\n"))
+    check_sample_ids(frame, tmp_path / "test.csv", ["T1", "T2"], tmp_path / "sample.csv")
+    with pytest.raises(InputError, match=r"test\.csv: row 2, field 'id': 'T2' is not in .*sample"):
+        check_sample_ids(frame, tmp_path / "test.csv", ["T1", "T3"], tmp_path / "sample.csv")
+    with pytest.raises(InputError, match=r"sample\.csv: row 3, field 'id': 'T4' has no row in"):
+        check_sample_ids(frame, tmp_path / "test.csv", ["T1", "T2", "T4"], tmp_path / "sample.csv")
+
+
 def test_answer_required_for_training_files(tmp_path: Path) -> None:
     path = _write(tmp_path / "t.csv", "id,context,question\n1,a,b\n")
-    with pytest.raises(InputError, match=r"row 1: missing field 'answer'"):
+    with pytest.raises(InputError, match=r"t\.csv: line 1: header has no column 'answer'"):
         read_records(path, required=("answer",))
 
 

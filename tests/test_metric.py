@@ -6,7 +6,14 @@ from collections import Counter
 
 import pytest
 
-from koqa.metric import char_f1, exact_match, normalize_answer, score
+from koqa.metric import (
+    char_f1,
+    exact_match,
+    length_bucket,
+    normalize_answer,
+    score,
+    score_by_length,
+)
 
 
 @pytest.mark.parametrize(
@@ -67,3 +74,31 @@ def test_score_counts_missing_predictions_as_zero() -> None:
     assert result.missing == 1
     assert result.f1 == pytest.approx((1 + 0.8333333 + 0) / 3, abs=1e-6)
     assert result.em == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(
+    ("gold", "bucket"),
+    [
+        ("타임", "1-3"),
+        ("3,000MB/s", "7-10"),
+        ("용역 입찰담합", "4-6"),
+        ("가" * 11, "11-20"),
+        ("가" * 21, "21+"),
+    ],
+)
+def test_length_bucket_counts_the_characters_the_metric_compares(gold: str, bucket: str) -> None:
+    assert length_bucket(gold) == bucket
+
+
+def test_score_by_length_splits_the_rows() -> None:
+    gold = {"a": "타임", "b": "2015년", "c": "용역 입찰담합", "d": "한빛"}
+    predictions = {"a": "타임", "b": "2015년 8월", "c": "용역입찰담합"}
+    buckets = score_by_length(predictions, gold)
+    assert list(buckets) == ["1-3", "4-6"]
+    assert buckets["1-3"].n == 2 and buckets["1-3"].missing == 1
+    assert buckets["1-3"].f1 == pytest.approx(0.5)
+    assert buckets["4-6"].f1 == pytest.approx((0.8333333 + 1) / 2, abs=1e-6)
+    overall = score(predictions, gold)
+    assert overall.f1 == pytest.approx(
+        sum(b.f1 * b.n for b in buckets.values()) / overall.n, abs=1e-12
+    )

@@ -1,18 +1,28 @@
-"""The submission: ordered like the sample, never empty, never a newline, or a clear failure."""
+"""The submission: drafted in the sample's order with a fallback for empty answers, then checked as a
+file; every way it can be wrong fails with a message naming the rows."""
+
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from koqa.submission import SubmissionError, build_submission, choose_variant, leaderboard
+from koqa.files import write_csv
+from koqa.submission import (
+    SubmissionError,
+    check_submission_file,
+    choose_variant,
+    draft_submission,
+    leaderboard,
+)
 
 IDS = ["TEST_0000", "TEST_0001", "TEST_0002"]
 
 
-def test_orders_like_the_sample_and_fills_empty_answers() -> None:
-    predictions = pd.DataFrame({"id": IDS[::-1], "answer": ["셋", "", "하나\n둘"]})
-    submission = build_submission(predictions, IDS, fallback="-")
-    assert submission["id"].tolist() == IDS
-    assert submission["answer"].tolist() == ["하나 둘", "-", "셋"]
+def test_draft_orders_like_the_sample_and_fills_empty_answers() -> None:
+    predictions = pd.DataFrame({"id": IDS[::-1], "answer": ["셋", "  ", "하나\n둘"]})
+    draft = draft_submission(predictions, IDS, fallback="-")
+    assert draft["id"].tolist() == IDS
+    assert draft["answer"].tolist() == ["하나 둘", "-", "셋"]
 
 
 @pytest.mark.parametrize(
@@ -23,10 +33,37 @@ def test_orders_like_the_sample_and_fills_empty_answers() -> None:
         ([*IDS, "TEST_0000"], "repeat ids"),
     ],
 )
-def test_wrong_ids_fail_with_a_clear_message(ids: list[str], message: str) -> None:
+def test_draft_with_wrong_ids_fails_with_a_clear_message(ids: list[str], message: str) -> None:
     predictions = pd.DataFrame({"id": ids, "answer": ["x"] * len(ids)})
     with pytest.raises(SubmissionError, match=message):
-        build_submission(predictions, IDS, fallback="-")
+        draft_submission(predictions, IDS, fallback="-")
+
+
+def test_a_written_draft_passes_the_check(tmp_path: Path) -> None:
+    predictions = pd.DataFrame({"id": IDS, "answer": ['"따옴표", 쉼표', "", "a\r\nb"]})
+    path = tmp_path / "draft.csv"
+    write_csv(draft_submission(predictions, IDS, fallback="-"), path)
+    assert check_submission_file(path, IDS) == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"id,answer\nTEST_0000,a\nTEST_0002,b\nTEST_0001,c\n", "ids differ .* from row 2"),
+        (b"id,answer\nTEST_0000,a\nTEST_0001,b\n", r"2 rows, sample has 3"),
+        (b"id,answer\nTEST_0000,a\nTEST_0001, \nTEST_0002,c\n", r"empty answer in rows \[2\]"),
+        (b'id,answer\nTEST_0000,a\nTEST_0001,"b\nb"\nTEST_0002,c\n', r"line break in rows \[2\]"),
+        (b"id,answer\nTEST_0000,a\nTEST_0001,b,x\nTEST_0002,c\n", r"not two fields in rows \[2\]"),
+        (b"id,answer\nTEST_0000,\xb0\xa1\nTEST_0001,b\nTEST_0002,c\n", "not UTF-8"),
+        (b"\xef\xbb\xbfid,answer\nTEST_0000,a\nTEST_0001,b\nTEST_0002,c\n", "byte-order mark"),
+        (b"ID,Answer\nTEST_0000,a\nTEST_0001,b\nTEST_0002,c\n", "header"),
+    ],
+)
+def test_check_rejects_a_bad_file(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "draft.csv"
+    path.write_bytes(content)
+    with pytest.raises(SubmissionError, match=message):
+        check_submission_file(path, IDS)
 
 
 def test_leaderboard_sorted_and_best_chosen() -> None:
@@ -34,11 +71,12 @@ def test_leaderboard_sorted_and_best_chosen() -> None:
         [
             {"variant": "zeroshot", "method": "zeroshot", "f1": 0.1, "em": 0.0, "n": 3},
             {"variant": "lora", "method": "lora", "f1": 0.7, "em": 0.3, "n": 3},
+            {"variant": "ensemble", "method": "vote", "f1": 0.7, "em": 0.4, "n": 3},
             {"variant": "full", "method": "full", "f1": 0.5, "em": 0.2, "n": 3},
         ]
     )
-    assert board["variant"].tolist() == ["lora", "full", "zeroshot"]
-    assert choose_variant(board, "best") == "lora"
+    assert board["variant"].tolist() == ["ensemble", "lora", "full", "zeroshot"]
+    assert choose_variant(board, "best") == "ensemble"
     assert choose_variant(board, "full") == "full"
     with pytest.raises(SubmissionError, match="not on the leaderboard"):
         choose_variant(board, "dora")

@@ -6,48 +6,21 @@ exactly the stages that depend on them.
 
 import json
 import re
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from workflow_util import REPO, snakemake_ok
 
 from koqa.submission import read_sample_ids
-
-REPO = Path(__file__).resolve().parents[1]
-COPIED = [
-    "Snakefile",
-    "config.yaml",
-    "rules",
-    "scripts",
-    "schemas",
-    "envs",
-    "report",
-    "resources",
-    "koqa",
-    "tests/config",
-]
-SNAKEMAKE = [
-    sys.executable,
-    "-m",
-    "snakemake",
-    "--cores",
-    "2",
-    "--configfile",
-    "tests/config/test.yaml",
-]
 
 pytestmark = pytest.mark.slow
 
 
 def _snakemake(workdir: Path, *args: str) -> str:
-    result = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result.stdout + result.stderr
+    return snakemake_ok(workdir, "--cores", "2", *args)
 
 
 def _planned_outputs(workdir: Path) -> set[str]:
@@ -74,17 +47,8 @@ def _edit_config(
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("koqa")
-    for name in COPIED:
-        source, target = REPO / name, root / name
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    _snakemake(root)
-    return root
+def workdir(local_run: Path) -> Path:
+    return local_run
 
 
 def test_outputs_at_their_stable_paths(workdir: Path) -> None:
@@ -99,7 +63,7 @@ def test_outputs_at_their_stable_paths(workdir: Path) -> None:
         assert list((results / "data/shards" / split).glob("part-*.parquet"))
 
     board = pd.read_csv(results / "leaderboard.tsv", sep="\t")
-    assert sorted(board["variant"]) == sorted(variants)
+    assert sorted(board["variant"]) == sorted([*variants, "ensemble"])
     assert board["f1"].is_monotonic_decreasing
     for variant in variants:
         assert (results / "adapters" / variant / "koqa_variant.json").is_file()

@@ -154,6 +154,7 @@ ensure_gpu_device() {
     fi
 }
 
+# The heredocs below expand ${...}: never put backticks or $( in their comments.
 render_slurm_conf() {
     local cpus mem
     cpus="$(nproc)"
@@ -195,11 +196,13 @@ GresTypes=gpu
 # No accounting database: sacct cannot report jobs, so the Snakemake SLURM
 # plugin must poll with squeue.  squeue only sees finished jobs for
 # MinJobAge seconds, which must stay >= 3 x the plugin's
-# init_seconds_before_status_checks (default 40 s), hence 300.
+# init_seconds_before_status_checks (default 40 s).  An hour also keeps the
+# record of every job of a test run (e.g. its GPU request, shown by
+# scontrol show job -d) until the test has checked it.
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-MinJobAge=300
+MinJobAge=3600
 # NB: AccountingStorageTRES=gres/gpu would be nice for "scontrol show job",
 # but slurmctld 22.05 refuses to start with it unless slurmdbd is used.
 
