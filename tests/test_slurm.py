@@ -97,7 +97,7 @@ def test_gpu_jobs_got_a_gpu_and_data_jobs_none(slurm_run: tuple[Path, str]) -> N
     workdir, output = slurm_run
     jobs = SUBMITTED.findall(output)
     rules = [rule for _, rule in jobs]
-    variants = len(list((workdir / "results/scores").glob("*.json")))
+    variants = len(list((workdir / "results/training").glob("*/summary.json")))
     assert variants > 0
     assert rules.count("train") == variants and rules.count("predict") == 2 * variants, rules
     assert set(rules) - set(GPU_RULES), "no data job went to SLURM"
