@@ -43,6 +43,8 @@ from koqa.adapters import trainable_model
 from koqa.basemodel import build_tiny_llama, load_base_model, train_bpe_tokenizer
 from koqa.files import write_json
 from koqa.ingest import read_records
+from koqa.prompt import build_layout
+from koqa.shards import encode_rows
 from koqa.tokenizer import TextTokenizer, load_text_tokenizer
 from koqa.train import Trainer, peak_rss_mb
 from koqa.variants import METHODS, resolve_variant
@@ -89,25 +91,11 @@ def contest_shaped_rows(sample: pd.DataFrame, n_rows: int, seed: int) -> pd.Data
 def encode(
     frame: pd.DataFrame, tokenizer: TextTokenizer, template: str, max_seq_len: int
 ) -> pd.DataFrame:
-    """``[bos] prompt answer eos`` with prompt labels -100; the context is cut to fit."""
-    prefix, suffix = template.split("{context}")
-    rows = []
-    for row in frame.itertuples():
-        answer = [*tokenizer.encode(" " + row.target), tokenizer.eos_id]
-        tail = tokenizer.encode(suffix.format(question=row.question))
-        head = [tokenizer.bos_id, *tokenizer.encode(prefix)]
-        context = tokenizer.encode(row.context)[: max_seq_len - len(head) - len(tail) - len(answer)]
-        prompt = head + context + tail
-        rows.append(
-            {
-                "id": row.id,
-                "input_ids": prompt + answer,
-                "labels": [-100] * len(prompt) + answer,
-                "prompt_len": len(prompt),
-                "n_tokens": len(prompt) + len(answer),
-            }
-        )
-    return pd.DataFrame(rows)
+    """The rows tokenized as the pipeline's tokenize stage does (context cut around the answer)."""
+    frame = frame.assign(
+        answer_start=[c.find(t) for c, t in zip(frame["context"], frame["target"], strict=True)]
+    )
+    return encode_rows(frame, tokenizer, build_layout(template, tokenizer), max_seq_len).to_pandas()
 
 
 def lora_model(base_dir: Path, settings: dict) -> torch.nn.Module:
@@ -142,7 +130,7 @@ def run_hf_trainer(
 ) -> dict:
     """One epoch of transformers.Trainer with its default sampler and pad-to-longest collation."""
     dataset = [
-        {"input_ids": list(ids), "attention_mask": [1] * len(ids), "labels": list(labels)}
+        {"input_ids": ids.tolist(), "attention_mask": [1] * len(ids), "labels": labels.tolist()}
         for ids, labels in zip(rows["input_ids"], rows["labels"], strict=True)
     ]
     collator = CountingCollator(tokenizer, padding="longest", label_pad_token_id=-100)

@@ -38,16 +38,22 @@ def _label_bars(axes: Axes, bars: BarContainer, values: pd.Series) -> None:
         )
 
 
+def _paired_bars(series: dict[str, pd.Series], n: int) -> tuple[Figure, Axes]:
+    """A figure with two labelled bars per position, one for each of the two named series."""
+    figure, axes = _figure(max(5, 1.1 * n + 2))
+    width = 0.4
+    for shift, (label, values) in zip((-width / 2, width / 2), series.items(), strict=True):
+        bars = axes.bar([i + shift for i in range(n)], values, width, label=label)
+        _label_bars(axes, bars, values)
+    return figure, axes
+
+
 def plot_f1_by_variant(board: pd.DataFrame, path: str | Path) -> None:
     """Validation F1 and EM of every leaderboard row, in leaderboard order."""
-    figure, axes = _figure(max(5, 1.1 * len(board) + 2))
-    x = range(len(board))
-    width = 0.4
-    f1 = axes.bar([i - width / 2 for i in x], board["f1"], width, label="character F1")
-    em = axes.bar([i + width / 2 for i in x], board["em"], width, label="exact match")
-    _label_bars(axes, f1, board["f1"])
-    _label_bars(axes, em, board["em"])
-    axes.set_xticks(list(x), board["variant"], rotation=30, ha="right")
+    figure, axes = _paired_bars(
+        {"character F1": board["f1"], "exact match": board["em"]}, len(board)
+    )
+    axes.set_xticks(range(len(board)), board["variant"], rotation=30, ha="right")
     axes.set_ylim(0, 1.05)
     axes.set_ylabel("validation score (0-1)")
     axes.set_title("Validation F1 and EM by variant (best first)")
@@ -78,16 +84,12 @@ def plot_f1_by_length(records: dict[str, dict], path: str | Path) -> None:
 def plot_snapping(board: pd.DataFrame, path: str | Path) -> None:
     """Validation F1 of each variant without and with snapping to the context (variants only)."""
     rows = board.dropna(subset=["f1_unsnapped"])
-    figure, axes = _figure(max(5, 1.1 * len(rows) + 2))
-    x = range(len(rows))
-    width = 0.4
-    plain = axes.bar([i - width / 2 for i in x], rows["f1_unsnapped"], width, label="as generated")
-    snapped = axes.bar([i + width / 2 for i in x], rows["f1_snapped"], width, label="snapped")
-    _label_bars(axes, plain, rows["f1_unsnapped"])
-    _label_bars(axes, snapped, rows["f1_snapped"])
+    figure, axes = _paired_bars(
+        {"as generated": rows["f1_unsnapped"], "snapped": rows["f1_snapped"]}, len(rows)
+    )
     used = ["snapped" if bool(u) else "as generated" for u in rows["snap"]]
     axes.set_xticks(
-        list(x), [f"{v}\n(uses {u})" for v, u in zip(rows["variant"], used, strict=True)]
+        range(len(rows)), [f"{v}\n(uses {u})" for v, u in zip(rows["variant"], used, strict=True)]
     )
     axes.set_ylim(0, 1.05)
     axes.set_ylabel("validation character F1")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -36,6 +37,16 @@ from koqa.train import autocast
 MIN_SHARED_TOKENS = 16
 # A batch: groups of (prefix length, prompt indices); all prompts of a group share that prefix.
 Batch = list[tuple[int, list[int]]]
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How every batch is decoded: the padding id, the stop tokens, the length cap, the device."""
+
+    pad_id: int
+    stops: frozenset[int]
+    max_new_tokens: int
+    device: str
 
 
 def answer_token_budget(answer_lengths: Iterable[int], quantile: float, margin: int) -> int:
@@ -151,22 +162,17 @@ def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def _decode_batch(
-    model: PreTrainedModel,
-    prompts: list[list[int]],
-    batch: Batch,
-    *,
-    pad_id: int,
-    stops: set[int],
-    max_new_tokens: int,
-    device: str,
+    model: PreTrainedModel, prompts: list[list[int]], batch: Batch, how: Decoding
 ) -> dict[int, list[int]]:
     """Greedy tokens for the prompts of ``batch``: each distinct prefix runs once, every row gets a
     copy of its prefix's cache and runs its own suffix, then one token per step; a row that has
     stopped leaves the batch (and the cache) at once."""
     rows = [i for _, group in batch for i in group]
-    owner = torch.tensor([k for k, (_, group) in enumerate(batch) for _ in group], device=device)
-    prefix_ids, prefix_mask = left_pad([prompts[g[0]][:shared] for shared, g in batch], pad_id)
-    prefix_ids, prefix_mask = prefix_ids.to(device), prefix_mask.to(device)
+    owner = torch.tensor(
+        [k for k, (_, group) in enumerate(batch) for _ in group], device=how.device
+    )
+    prefix_ids, prefix_mask = left_pad([prompts[g[0]][:shared] for shared, g in batch], how.pad_id)
+    prefix_ids, prefix_mask = prefix_ids.to(how.device), prefix_mask.to(how.device)
     cache = None
     if prefix_ids.shape[1]:
         cache = model(
@@ -177,13 +183,13 @@ def _decode_batch(
             logits_to_keep=1,
         ).past_key_values
         cache.reorder_cache(owner)  # row i gets the cache of its group's prefix
-    suffix_ids, suffix_mask = left_pad([prompts[i][n:] for n, g in batch for i in g], pad_id)
-    inputs = suffix_ids.to(device)
-    mask = torch.cat([prefix_mask[owner], suffix_mask.to(device)], dim=1)
+    suffix_ids, suffix_mask = left_pad([prompts[i][n:] for n, g in batch for i in g], how.pad_id)
+    inputs = suffix_ids.to(how.device)
+    mask = torch.cat([prefix_mask[owner], suffix_mask.to(how.device)], dim=1)
     positions = _positions(mask)[:, -inputs.shape[1] :]
     alive = list(range(len(rows)))  # positions in `rows` of the rows still generating
     generated: list[list[int]] = [[] for _ in rows]
-    for step in range(max_new_tokens):
+    for step in range(how.max_new_tokens):
         output = model(
             input_ids=inputs,
             attention_mask=mask,
@@ -197,12 +203,12 @@ def _decode_batch(
         keep = []
         for k, (row, token) in enumerate(zip(alive, tokens.tolist(), strict=True)):
             generated[row].append(token)
-            if token not in stops:
+            if token not in how.stops:
                 keep.append(k)
-        if not keep or step == max_new_tokens - 1:
+        if not keep or step == how.max_new_tokens - 1:
             break
         if len(keep) < len(alive):
-            index = torch.tensor(keep, device=device)
+            index = torch.tensor(keep, device=how.device)
             cache.reorder_cache(index)
             alive, tokens, mask, positions = (
                 [alive[k] for k in keep],
@@ -217,33 +223,26 @@ def _decode_batch(
 
 
 def _generate_batch(
-    model: PreTrainedModel,
-    prompts: list[list[int]],
-    batch: Batch,
-    *,
-    pad_id: int,
-    stops: set[int],
-    max_new_tokens: int,
-    device: str,
+    model: PreTrainedModel, prompts: list[list[int]], batch: Batch, how: Decoding
 ) -> dict[int, list[int]]:
     """Greedy tokens for the prompts of ``batch`` from ``generate()``, left-padded: the way peft
     injects prefix and prompt tuning."""
     rows = [i for _, group in batch for i in group]
-    input_ids, attention_mask = left_pad([prompts[i] for i in rows], pad_id)
+    input_ids, attention_mask = left_pad([prompts[i] for i in rows], how.pad_id)
     config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=how.max_new_tokens,
         do_sample=False,
         num_beams=1,
-        eos_token_id=sorted(stops),
-        pad_token_id=pad_id,
+        eos_token_id=sorted(how.stops),
+        pad_token_id=how.pad_id,
     )
     output = model.generate(
-        input_ids=input_ids.to(device),
-        attention_mask=attention_mask.to(device),
+        input_ids=input_ids.to(how.device),
+        attention_mask=attention_mask.to(how.device),
         generation_config=config,
     )
     new_tokens = output[:, input_ids.shape[1] :].tolist()
-    return {i: cut_at_stop(tokens, stops) for i, tokens in zip(rows, new_tokens, strict=True)}
+    return {i: cut_at_stop(tokens, how.stops) for i, tokens in zip(rows, new_tokens, strict=True)}
 
 
 @torch.inference_mode()
@@ -268,18 +267,11 @@ def greedy_generate(
     else:
         min_shared = MIN_SHARED_TOKENS if share_prefixes else math.inf
         batches, step = plan_batches(prompts, batch_size, min_shared), _decode_batch
+    how = Decoding(pad_id, frozenset(stop_ids), max_new_tokens, device)
     generated: list[list[int]] = [[] for _ in prompts]
     for batch in tqdm(batches, desc="predict", mininterval=5):
         with autocast(device, precision):
-            tokens = step(
-                model,
-                prompts,
-                batch,
-                pad_id=pad_id,
-                stops=set(stop_ids),
-                max_new_tokens=max_new_tokens,
-                device=device,
-            )
+            tokens = step(model, prompts, batch, how)
         for i, row_tokens in tokens.items():
             generated[i] = row_tokens
     return generated

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_task import TinyTask, encode, make_trainer, settings
+from tiny_task import TinyTask, encode, generate, make_trainer, settings
 
 from koqa.adapters import load_variant, save_variant, trainable_model
 from koqa.basemodel import load_base_model
@@ -137,16 +137,7 @@ def test_trained_prefix_and_prompt_change_generation(
         strict=True,
     ):
         prompt = torch.tensor([list(ids[:prompt_len])])
-        output = model.generate(
-            input_ids=prompt,
-            attention_mask=torch.ones_like(prompt),
-            max_new_tokens=n,
-            do_sample=False,
-            eos_token_id=eos,
-            pad_token_id=eos,
-            return_dict_in_generate=True,
-            output_logits=True,
-        )
+        output = generate(model, prompt, n, eos, return_dict_in_generate=True, output_logits=True)
         tokens, logits = _stepwise_greedy(model, prompt[0].tolist(), n, eos)
         assert output.sequences[0, prompt_len:].tolist() == tokens
         torch.testing.assert_close(torch.cat(output.logits), logits, rtol=1e-4, atol=1e-4)

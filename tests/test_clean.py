@@ -1,12 +1,11 @@
 """Cleaning steps and the accounting of every input row."""
 
-import csv
-import io
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from input_files import csv_text, write_file
 
 from koqa.clean import clean_table
 from koqa.ingest import read_records
@@ -217,11 +216,6 @@ def test_given_offsets_are_carried_through_cleaning() -> None:
     assert kept.loc[0, "context"][kept.loc[0, "answer_start"] :].startswith("김민수")
 
 
-def _write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def test_empty_and_null_fields_become_recorded_drops(tmp_path: Path) -> None:
     rows = [
         {"id": "a", "context": "한빛전자는 성장했다.", "question": "누가?", "answer": "한빛전자"},
@@ -229,7 +223,7 @@ def test_empty_and_null_fields_become_recorded_drops(tmp_path: Path) -> None:
         {"id": "c", "context": "기사", "question": "  ", "answer": "기사"},
         {"id": "d", "context": "기사", "question": "무엇?", "answer": float("nan")},
     ]
-    frame = read_records(_write(tmp_path / "t.json", json.dumps(rows)), required=("answer",))
+    frame = read_records(write_file(tmp_path / "t.json", json.dumps(rows)), required=("answer",))
     result = clean_table(frame, OPTIONS, labelled=True)
     assert result.kept["id"].tolist() == ["a"]
     assert result.dropped.set_index("id")["reason"].to_dict() == {
@@ -242,15 +236,7 @@ def test_empty_and_null_fields_become_recorded_drops(tmp_path: Path) -> None:
 def test_a_100k_character_context_is_read_and_cleaned(tmp_path: Path) -> None:
     context = "가나다라 " * 25_000 + "한빛전자는 3,500억 원을 벌었다."
     rows = [{"id": "L1", "context": context, "question": "얼마?", "answer": "3500억원"}]
-    frame = read_records(_write(tmp_path / "long.csv", _csv(rows)), required=("answer",))
+    frame = read_records(write_file(tmp_path / "long.csv", csv_text(rows)), required=("answer",))
     assert len(frame.loc[0, "context"]) > 100_000
     kept = clean_table(frame, OPTIONS, labelled=True).kept
     assert (kept.loc[0, "align_method"], kept.loc[0, "target"]) == ("normalized", "3,500억 원")
-
-
-def _csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()

@@ -18,16 +18,7 @@ def _job(task: TinyTask, out: Path, grad_accum: int) -> dict:
     variant = settings(
         "lora", epochs=2, batch_size=4, grad_accum=grad_accum, dropout=0.0, eval_every=6
     )
-    return {
-        "settings": variant,
-        "shard_dir": str(task.train_dir),
-        "validation_dir": str(task.validation_dir),
-        "base_dir": str(task.base_dir),
-        "out_dir": str(out / "adapter"),
-        "checkpoint_dir": str(out / "checkpoints"),
-        "metrics_path": str(out / "metrics.csv"),
-        "summary_path": str(out / "summary.json"),
-    }
+    return task.job(variant, out)
 
 
 def test_two_workers_follow_one_process_and_only_rank_0_writes(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_task import ARCH
 from transformers import PreTrainedTokenizerFast
 
 from koqa.adapters import MANIFEST, load_variant, trainable_model
@@ -27,13 +28,6 @@ from koqa.tokenizer import load_text_tokenizer
 from koqa.variants import METHODS, resolve_variant
 
 MAX_NEW_TOKENS = 10
-ARCH = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_layers": 2,
-    "num_heads": 2,
-    "max_position_embeddings": 256,
-}
 # A short pretraining on these makes the model stop the way real answers do: at EOS after a
 # sentence, at a line break, or not before the length cap.
 CORPUS = [

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from input_files import csv_text, write_file
 
 from koqa.ingest import InputError, check_sample_ids, read_records
 
@@ -13,28 +14,12 @@ ROWS = [
 ]
 
 
-def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
-    path.write_bytes(text.encode(encoding))
-    return path
-
-
-def _csv(rows: list[dict]) -> str:
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     ("name", "text", "encoding"),
     [
-        ("train.csv", _csv(ROWS), "utf-8"),
-        ("train_bom.csv", _csv(ROWS).replace("\n", "\r\n"), "utf-8-sig"),
-        ("train_cp949.csv", _csv(ROWS), "cp949"),
+        ("train.csv", csv_text(ROWS), "utf-8"),
+        ("train_bom.csv", csv_text(ROWS).replace("\n", "\r\n"), "utf-8-sig"),
+        ("train_cp949.csv", csv_text(ROWS), "cp949"),
         ("train.json", json.dumps(ROWS, ensure_ascii=False), "utf-8"),
         ("train.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS), "utf-8"),
     ],
@@ -42,7 +27,7 @@ def _csv(rows: list[dict]) -> str:
 def test_shapes_and_encodings_read_the_same(
     tmp_path: Path, name: str, text: str, encoding: str
 ) -> None:
-    frame = read_records(_write(tmp_path / name, text, encoding), required=("answer",))
+    frame = read_records(write_file(tmp_path / name, text, encoding), required=("answer",))
     assert frame["id"].tolist() == ["A1", "A2"]
     assert frame["context"].tolist() == ["한빛전자는\n성장했다.", "세종바이오"]
     assert frame["source_row"].tolist() == [1, 2]
@@ -67,14 +52,14 @@ def test_squad_json_keeps_answer_start(tmp_path: Path) -> None:
             }
         ]
     }
-    frame = read_records(_write(tmp_path / "s.json", json.dumps(squad, ensure_ascii=False)))
+    frame = read_records(write_file(tmp_path / "s.json", json.dumps(squad, ensure_ascii=False)))
     assert frame.loc[0, ["id", "answer"]].tolist() == ["q1", "한빛전자"]
     assert frame.loc[0, "answer_start"] == 4
 
 
 def test_missing_ids_are_generated(tmp_path: Path) -> None:
     rows = [{k: v for k, v in row.items() if k != "id"} for row in ROWS]
-    frame = read_records(_write(tmp_path / "extra.json", json.dumps(rows)))
+    frame = read_records(write_file(tmp_path / "extra.json", json.dumps(rows)))
     assert frame["id"].tolist() == ["extra_00001", "extra_00002"]
 
 
@@ -134,20 +119,20 @@ def test_bad_input_names_file_row_and_field(
     tmp_path: Path, name: str, text: str, message: str
 ) -> None:
     with pytest.raises(InputError, match=message):
-        read_records(_write(tmp_path / name, text))
+        read_records(write_file(tmp_path / name, text))
 
 
 def test_field_types_and_forced_format(tmp_path: Path) -> None:
     rows = [{"id": 7, "context": "매출은 3500억 원", "question": "얼마?", "answer": 3500}]
-    path = _write(tmp_path / "data.txt", json.dumps(rows, ensure_ascii=False))
+    path = write_file(tmp_path / "data.txt", json.dumps(rows, ensure_ascii=False))
     frame = read_records(path, fmt="json", required=("answer",))
     assert frame.loc[0, ["id", "answer"]].tolist() == ["7", "3500"]
     with pytest.raises(InputError, match=r"data\.txt: line 1, column 2: invalid JSON"):
-        read_records(_write(tmp_path / "data.txt", "[oops"), fmt="json")
+        read_records(write_file(tmp_path / "data.txt", "[oops"), fmt="json")
 
 
 def test_test_ids_must_match_the_sample_submission(tmp_path: Path) -> None:
-    frame = read_records(_write(tmp_path / "test.csv", "id,context,question\nT1,a,b\nT2,c,d\n"))
+    frame = read_records(write_file(tmp_path / "test.csv", "id,context,question\nT1,a,b\nT2,c,d\n"))
     check_sample_ids(frame, tmp_path / "test.csv", ["T1", "T2"], tmp_path / "sample.csv")
     with pytest.raises(InputError, match=r"test\.csv: row 2, field 'id': 'T2' is not in .*sample"):
         check_sample_ids(frame, tmp_path / "test.csv", ["T1", "T3"], tmp_path / "sample.csv")
@@ -156,7 +141,7 @@ def test_test_ids_must_match_the_sample_submission(tmp_path: Path) -> None:
 
 
 def test_answer_required_for_training_files(tmp_path: Path) -> None:
-    path = _write(tmp_path / "t.csv", "id,context,question\n1,a,b\n")
+    path = write_file(tmp_path / "t.csv", "id,context,question\n1,a,b\n")
     with pytest.raises(InputError, match=r"t\.csv: line 1: header has no column 'answer'"):
         read_records(path, required=("answer",))
 

@@ -22,17 +22,7 @@ VARIANT = {"epochs": 4, "batch_size": 4, "checkpoint_every": 3, "eval_every": 10
 
 
 def _job(task: TinyTask, out: Path) -> dict:
-    return {
-        "settings": settings("lora", **VARIANT),
-        "shard_dir": str(task.train_dir),
-        "validation_dir": str(task.validation_dir),
-        "base_dir": str(task.base_dir),
-        "out_dir": str(out / "adapter"),
-        "checkpoint_dir": str(out / "checkpoints"),
-        "metrics_path": str(out / "metrics.csv"),
-        "summary_path": str(out / "summary.json"),
-        "plot_path": str(out / "loss.svg"),
-    }
+    return task.job(settings("lora", **VARIANT), out)
 
 
 def _start_and_kill_after_first_checkpoint(job: dict, workdir: Path) -> int:

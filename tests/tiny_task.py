@@ -117,6 +117,20 @@ class TinyTask:
     train_dir: Path  # the tokenized rows as shard directories
     validation_dir: Path
 
+    def job(self, variant: dict, out: Path) -> dict:
+        """Arguments of ``koqa.training_job.run_training`` for ``variant``, writing below ``out``."""
+        return {
+            "settings": variant,
+            "shard_dir": str(self.train_dir),
+            "validation_dir": str(self.validation_dir),
+            "base_dir": str(self.base_dir),
+            "out_dir": str(out / "adapter"),
+            "checkpoint_dir": str(out / "checkpoints"),
+            "metrics_path": str(out / "metrics.csv"),
+            "summary_path": str(out / "summary.json"),
+            "plot_path": str(out / "loss.svg"),
+        }
+
 
 def build_task(root: Path) -> TinyTask:
     """Tokenizer, tiny Llama briefly pretrained on the task's contexts, and the tokenized rows."""
@@ -205,6 +219,21 @@ def make_trainer(
     )
 
 
+def generate(
+    model: torch.nn.Module, prompt: torch.Tensor, max_new_tokens: int, eos: int, **extra: object
+):
+    """Greedy ``generate()`` of one unpadded prompt, stopping at ``eos`` (``extra``: more options)."""
+    return model.generate(
+        input_ids=prompt,
+        attention_mask=torch.ones_like(prompt),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=eos,
+        pad_token_id=eos,
+        **extra,
+    )
+
+
 @torch.inference_mode()
 def validation_f1(model: torch.nn.Module, task: TinyTask, max_new_tokens: int = 12) -> float:
     """Mean character F1 of greedy answers on the validation rows."""
@@ -217,14 +246,9 @@ def validation_f1(model: torch.nn.Module, task: TinyTask, max_new_tokens: int = 
         strict=True,
     ):
         prompt = torch.tensor([list(ids[:prompt_len])])
-        output = model.generate(
-            input_ids=prompt,
-            attention_mask=torch.ones_like(prompt),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=task.tokenizer.eos_id,
-            pad_token_id=task.tokenizer.eos_id,
-        )[0, prompt.shape[1] :].tolist()
+        output = generate(model, prompt, max_new_tokens, task.tokenizer.eos_id)[
+            0, prompt.shape[1] :
+        ].tolist()
         if task.tokenizer.eos_id in output:
             output = output[: output.index(task.tokenizer.eos_id)]
         total += char_f1(task.tokenizer.tokenizer.decode(output), gold)
