@@ -22,7 +22,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from koqa.metric import char_f1
 from koqa.numbers import NUMBER, canonical_number
@@ -60,8 +60,9 @@ class _Key:
         self.whole: list[bool] = []
         self.length = 0
 
-    @property
+    @cached_property
     def text(self) -> str:
+        """All pieces joined; read only once the key is built (:func:`_match_key`)."""
         return "".join(self.pieces)
 
     def add(self, piece: str, span: tuple[int, int], whole: bool) -> None:

@@ -78,14 +78,17 @@ def _drop_reasons(frame: pd.DataFrame, max_context_chars: int | None) -> pd.Seri
 
 
 def _duplicates(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """For each row repeating an earlier row's context and question: that row's id (else NA), and
-    whether the answers differ."""
+    """For each row repeating an earlier row's context and question: the first such row's id (else
+    NA), and whether its answer differs from that first row's answer."""
     repeated = frame.duplicated(["context", "question"])
-    first_ids = frame[~repeated].set_index(["context", "question"])["id"]
+    first = frame[~repeated].set_index(["context", "question"])
     keys = pd.MultiIndex.from_frame(frame.loc[repeated, ["context", "question"]])
     duplicate_of = pd.Series(pd.NA, index=frame.index, dtype="string")
-    duplicate_of[repeated] = first_ids.reindex(keys).to_numpy()
-    conflicting = repeated & ~frame.duplicated(["context", "question", "answer"])
+    duplicate_of[repeated] = first["id"].reindex(keys).to_numpy()
+    # a conflict is an answer other than the one of the row it is merged into
+    kept_answer = first["answer"].reindex(keys).to_numpy()
+    conflicting = pd.Series(False, index=frame.index)
+    conflicting[repeated] = frame.loc[repeated, "answer"].to_numpy() != kept_answer
     return duplicate_of, conflicting
 
 

@@ -15,8 +15,9 @@ from koqa.files import atomic_path
 from koqa.metric import LENGTH_BUCKETS
 
 
-def _figure(width: float, height: float = 4) -> tuple[Figure, Axes]:
-    """A figure with one axes (no pyplot: no GUI backend, no global state)."""
+def new_figure(width: float = 7, height: float = 4) -> tuple[Figure, Axes]:
+    """A figure with one axes (no pyplot: no GUI backend, no global state); also used by
+    :mod:`koqa.stats`."""
     figure = Figure(figsize=(width, height), layout="tight")
     return figure, figure.subplots()
 
@@ -40,7 +41,7 @@ def _label_bars(axes: Axes, bars: BarContainer, values: pd.Series) -> None:
 
 def _paired_bars(series: dict[str, pd.Series], n: int) -> tuple[Figure, Axes]:
     """A figure with two labelled bars per position, one for each of the two named series."""
-    figure, axes = _figure(max(5, 1.1 * n + 2))
+    figure, axes = new_figure(max(5, 1.1 * n + 2))
     width = 0.4
     for shift, (label, values) in zip((-width / 2, width / 2), series.items(), strict=True):
         bars = axes.bar([i + shift for i in range(n)], values, width, label=label)
@@ -63,7 +64,7 @@ def plot_f1_by_variant(board: pd.DataFrame, path: str | Path) -> None:
 
 def plot_f1_by_length(records: dict[str, dict], path: str | Path) -> None:
     """One line per variant: validation F1 in each gold-answer length bucket (with row counts)."""
-    figure, axes = _figure(7)
+    figure, axes = new_figure(7)
     counts: dict[str, int] = {}
     for variant, record in records.items():
         buckets = [label for label in LENGTH_BUCKETS if label in record["by_length"]]
@@ -100,7 +101,7 @@ def plot_snapping(board: pd.DataFrame, path: str | Path) -> None:
 
 def plot_loss_curves(metrics: dict[str, pd.DataFrame], path: str | Path) -> None:
     """Training loss per optimizer step of every trained variant on one chart (log scale)."""
-    figure, axes = _figure(7)
+    figure, axes = new_figure(7)
     for variant, frame in metrics.items():
         if len(frame):  # zeroshot trains nothing
             axes.plot(frame["step"], frame["loss"], label=variant, linewidth=1)

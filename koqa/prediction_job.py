@@ -33,7 +33,7 @@ def resolve_max_new_tokens(options: dict, train_shard_dir: Path) -> int:
     """``predict.max_new_tokens``, or with ``auto`` the training answers' length quantile + margin."""
     if options["max_new_tokens"] != "auto":
         return int(options["max_new_tokens"])
-    rows, _ = read_shards(train_shard_dir)
+    rows, _ = read_shards(train_shard_dir, columns=["n_tokens", "prompt_len"])
     return answer_token_budget(
         rows["n_tokens"] - rows["prompt_len"],
         options["max_new_tokens_quantile"],

@@ -48,10 +48,14 @@ class PromptLayout:
 
 def _with_placeholders(template: str) -> str:
     """The template with its fields replaced by placeholders; checks it has one of each, in order."""
-    if template.count("{context}") != 1 or "{question}" not in template.split("{context}")[1]:
-        raise ValueError(
-            f"prompt.template needs one {{context}} followed by {{question}}: {template!r}"
-        )
+    for name in ("{context}", "{question}"):
+        if template.count(name) != 1:
+            raise ValueError(
+                f"prompt.template must contain {name} exactly once, found it "
+                f"{template.count(name)} times: {template!r}"
+            )
+    if template.index("{question}") < template.index("{context}"):
+        raise ValueError(f"prompt.template must put {{context}} before {{question}}: {template!r}")
     return template.replace("{context}", _CONTEXT).replace("{question}", _QUESTION)
 
 

@@ -9,11 +9,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+# RAYON_NUM_THREADS sizes the thread pool of the tokenizers library (encode_batch, BPE training)
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "RAYON_NUM_THREADS",
+)
 
 
 def configure_job(threads: int, allow_download: bool = False) -> None:
-    """Limit every math library to ``threads`` and keep Hugging Face offline unless allowed.
+    """Limit every math library and the tokenizers library to ``threads``, and keep Hugging Face
+    offline unless allowed.
 
     Call before torch or transformers are imported: both read these variables once at import.
     Two CPU jobs that each use more threads than they were given slow each other down many-fold.

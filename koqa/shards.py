@@ -12,8 +12,10 @@ whose window must not depend on where the answer is, or validation scores would 
 Each row records whether its context was cut, and how many tokens it would have needed uncut
 (``untruncated_tokens``, for choosing ``max_seq_len``).
 
-Speed: each distinct context is tokenized once, all texts in parallel batches, and the rows are
-assembled into flat NumPy arrays, never lists of Python ints.
+Speed: each distinct context is tokenized once (and its token offsets computed at most once, only
+where the window must be centred on an answer), every kind of text in one batch (run in parallel by
+the tokenizers library when the job has more than one thread, see :func:`koqa.runtime.configure_job`),
+and the rows are assembled into flat NumPy arrays, never lists of Python ints.
 
 Each split is a directory of ``part-NNNNN.parquet`` files of ``shard_rows`` rows; every shard's schema
 metadata carries the tokenizer fingerprint, prompt layout hash and ``max_seq_len``. ``n_tokens`` is
@@ -22,6 +24,7 @@ what length-grouped batching sorts by.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +66,7 @@ def context_window(
 
 
 def _encode(tokenizer: TextTokenizer, texts: list[str]) -> list[np.ndarray]:
-    """Token ids of each text (no special tokens), tokenized in one parallel batch."""
+    """Token ids of each text (no special tokens), tokenized in one batch."""
     encodings = tokenizer.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
     return [np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings]
 
@@ -111,6 +114,7 @@ def encode_rows(
         spans = [None] * n_rows
 
     windows, prompt_lens, untruncated = [], np.empty(n_rows, np.int32), np.empty(n_rows, np.int32)
+    context_offsets: dict[int, list[tuple[int, int]]] = {}  # character span of each token
     for row, (index, tail, answer, span) in enumerate(
         zip(context_of_row, tails, answers, spans, strict=True)
     ):
@@ -126,8 +130,10 @@ def encode_rows(
         elif span is None:
             lo, hi = 0, budget
         else:  # offsets only where the window must be centred on the answer
-            offsets = tokenizer.tokenizer.encode(contexts[index], add_special_tokens=False).offsets
-            lo, hi = context_window(offsets, budget, span)
+            if index not in context_offsets:
+                encoding = tokenizer.tokenizer.encode(contexts[index], add_special_tokens=False)
+                context_offsets[index] = encoding.offsets
+            lo, hi = context_window(context_offsets[index], budget, span)
         windows.append((lo, hi))
         prompt_lens[row] = len(head) + (hi - lo) + len(tail)
         untruncated[row] = len(head) + n_context + len(tail) + len(answer)
@@ -178,12 +184,15 @@ def write_shards(
     return n_shards
 
 
-def read_shards(shard_dir: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Read every shard of a split back as one table, with the shards' koqa metadata."""
+def read_shards(
+    shard_dir: str | Path, columns: Sequence[str] | None = None
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Read every shard of a split back as one table (only ``columns`` when given, such as the
+    lengths without the token lists), with the shards' koqa metadata."""
     paths = sorted(Path(shard_dir).glob("part-*.parquet"))
     if not paths:
         raise FileNotFoundError(f"{shard_dir}: no part-*.parquet shards")
-    tables = [pq.read_table(path) for path in paths]
+    tables = [pq.read_table(path, columns=columns) for path in paths]
     metadata = {
         key.decode().removeprefix("koqa."): value.decode()
         for key, value in (tables[0].schema.metadata or {}).items()

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure  # no pyplot: no display, no global state
+from matplotlib.figure import Figure
 
 from koqa.align import METHODS
 from koqa.files import atomic_path
+from koqa.plots import new_figure
 from koqa.textnorm import SPECIAL_CLASSES
 
 PERCENTILES = (50, 90, 95, 99)
@@ -125,11 +126,6 @@ def dataset_statistics(
     }
 
 
-def _figure(width: float = 7, height: float = 4) -> tuple[Figure, object]:
-    figure = Figure(figsize=(width, height), layout="tight")
-    return figure, figure.subplots()
-
-
 def _save(figure: Figure, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
@@ -137,7 +133,7 @@ def _save(figure: Figure, path: str | Path) -> None:
 
 def plot_token_lengths(tokens: dict[str, pd.DataFrame], max_seq_len: int, path: str | Path) -> None:
     """Histogram of the tokens each example needs uncut, per split, with the ``max_seq_len`` cut."""
-    figure, axis = _figure()
+    figure, axis = new_figure()
     longest = max(int(t["untruncated_tokens"].max()) for t in tokens.values())
     bins = np.linspace(0, max(longest, max_seq_len) + 1, 40)
     for name, table in tokens.items():
@@ -157,7 +153,7 @@ def plot_answer_words(tables: dict[str, pd.DataFrame], path: str | Path) -> None
         {name: answer_words(t["answer"]).value_counts() for name, t in labelled.items()}
     )
     counts = counts.fillna(0).sort_index()
-    figure, axis = _figure()
+    figure, axis = new_figure()
     width = 0.8 / max(1, len(counts.columns))
     for i, name in enumerate(counts.columns):
         axis.bar(counts.index + i * width, counts[name], width=width, label=name)
@@ -169,7 +165,7 @@ def plot_answer_words(tables: dict[str, pd.DataFrame], path: str | Path) -> None
 
 def plot_sentences(tables: dict[str, pd.DataFrame], path: str | Path) -> None:
     """Histogram of sentences per context, per split."""
-    figure, axis = _figure()
+    figure, axis = new_figure()
     sentences = {n: pd.Series(t["context"].unique()).map(sentence_count) for n, t in tables.items()}
     bins = np.arange(0, max(int(s.max()) for s in sentences.values()) + 2) - 0.5
     for name, values in sentences.items():
@@ -182,7 +178,7 @@ def plot_sentences(tables: dict[str, pd.DataFrame], path: str | Path) -> None:
 def plot_special_characters(special: dict, path: str | Path) -> None:
     """Horizontal bars of the most frequent special characters (named, so no font is needed)."""
     top = special["top"][::-1]
-    figure, axis = _figure(8, 0.25 * len(top) + 1.5)
+    figure, axis = new_figure(8, 0.25 * len(top) + 1.5)
     axis.barh(
         [f"{entry['code']} {entry['name'].lower()}" for entry in top],
         [entry["count"] for entry in top],
@@ -194,7 +190,7 @@ def plot_special_characters(special: dict, path: str | Path) -> None:
 def plot_alignment(tables: dict[str, pd.DataFrame], path: str | Path) -> None:
     """Stacked bars of how answers were aligned to their contexts, per labelled split."""
     labelled = {name: t for name, t in tables.items() if "align_method" in t.columns}
-    figure, axis = _figure()
+    figure, axis = new_figure()
     bottom = np.zeros(len(labelled))
     for method in METHODS:
         shares = np.array([(t["align_method"] == method).mean() for t in labelled.values()])

@@ -176,6 +176,33 @@ def test_duplicates_kept_when_not_merging_but_conflicts_still_reported() -> None
     assert [c["id"] for c in result.report["conflicts"]] == ["T1"]
 
 
+def test_a_conflict_is_judged_against_the_row_it_is_merged_into() -> None:
+    # the third row repeats the second row's answer, but is merged into the first (another answer)
+    raw = _raw(
+        [
+            ("기사 본문", "무엇?", "기사"),
+            ("기사 본문", "무엇?", "본문"),
+            ("기사 본문", "무엇?", "본문"),
+            ("기사 본문", "무엇?", "기사"),
+        ]
+    )
+    result = clean_table(raw, OPTIONS, labelled=True)
+    report = result.report
+    assert (report["duplicates"], report["conflicting_duplicates"]) == (3, 2)
+    assert report["dropped_by_reason"] == {"conflicting_duplicate": 2, "duplicate": 1}
+    assert result.dropped.set_index("id")["reason"].to_dict() == {
+        "T1": "conflicting_duplicate",
+        "T2": "conflicting_duplicate",
+        "T3": "duplicate",
+    }
+    assert [
+        (c["id"], c["kept_id"], c["answer"], c["kept_answer"]) for c in report["conflicts"]
+    ] == [
+        ("T1", "T0", "본문", "기사"),
+        ("T2", "T0", "본문", "기사"),
+    ]
+
+
 def test_synonyms_are_cleaned_like_the_text_and_used_for_alignment() -> None:
     raw = _raw([("（주）한빛은 공정거래위원회의 조사를 받았다.", "어디?", "공정위")])
     result = clean_table(raw, OPTIONS, labelled=True, synonyms={"공정위": "공정거래위원회"})

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from input_files import csv_text, write_file
 
@@ -153,3 +154,52 @@ def test_undecodable_bytes_and_missing_file(tmp_path: Path) -> None:
         read_records(path)
     with pytest.raises(InputError, match="file does not exist"):
         read_records(tmp_path / "nope.csv")
+
+
+def test_answer_start_becomes_a_nullable_integer(tmp_path: Path) -> None:
+    rows = [
+        {"id": "S1", "context": "서울의 한빛전자", "question": "회사?", "answer": "한빛전자"},
+        {"id": "S2", "context": "서울의 한빛전자", "question": "도시?", "answer": "서울"},
+        {"id": "S3", "context": "서울의 한빛전자", "question": "어디?", "answer": "한빛"},
+    ]
+    starts = ["4", "", "4.0"]  # an empty cell, and the float form pandas writes beside NA
+    text = csv_text([{**row, "answer_start": s} for row, s in zip(rows, starts, strict=True)])
+    frame = read_records(write_file(tmp_path / "s.csv", text), required=("answer",))
+    assert str(frame["answer_start"].dtype) == "Int64"
+    assert frame["answer_start"].tolist() == [4, pd.NA, 4]
+    mixed = [{**rows[0], "answer_start": 0}, {**rows[1], "answer_start": "0"}]
+    frame = read_records(write_file(tmp_path / "m.json", json.dumps(mixed)))
+    assert frame["answer_start"].tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("start", ["네번째", "4.5", "-1"])
+def test_a_bad_answer_start_names_file_row_and_field(tmp_path: Path, start: str) -> None:
+    rows = [dict(ROWS[0], answer_start="4"), dict(ROWS[1], answer_start=start)]
+    path = write_file(tmp_path / "s.csv", csv_text(rows))
+    with pytest.raises(InputError, match=rf"s\.csv: row 2, field 'answer_start': .*'{start}'"):
+        read_records(path)
+
+
+def test_a_bom_is_dropped_when_the_encoding_is_forced(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "bom.csv", csv_text(ROWS), "utf-8-sig")
+    frame = read_records(path, encoding="utf-8")
+    assert frame["id"].tolist() == ["A1", "A2"]
+
+
+def test_pretty_printed_json_reads_once_and_reports_its_own_errors(tmp_path: Path) -> None:
+    record = json.dumps(ROWS[0], ensure_ascii=False, indent=2)
+    frame = read_records(write_file(tmp_path / "one.json", record), required=("answer",))
+    assert (frame["id"].tolist(), frame["source_row"].tolist()) == (["A1"], [1])
+    squad = json.dumps({"data": [{"paragraphs": []}]}, indent=2).splitlines()
+    squad[3] += ","  # a syntax error deep inside a pretty-printed SQuAD file
+    path = write_file(tmp_path / "squad.json", "\n".join(squad))
+    with pytest.raises(InputError, match=r"squad\.json: line 5, column \d+: invalid JSON"):
+        read_records(path)
+
+
+def test_json_lines_rows_are_their_line_numbers(tmp_path: Path) -> None:
+    lines = [json.dumps(ROWS[0]), "", json.dumps(ROWS[1]), "", '{"context": "c"}']
+    path = write_file(tmp_path / "gaps.jsonl", "\n".join(lines[:3]))
+    assert read_records(path)["source_row"].tolist() == [1, 3]
+    with pytest.raises(InputError, match=r"gaps\.jsonl: line 5: missing field 'question'"):
+        read_records(write_file(path, "\n".join(lines)))

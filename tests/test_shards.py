@@ -1,6 +1,7 @@
 """Tokenized shards: prompt layouts, answer-only labels, truncation, a lossless round trip."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -81,6 +82,34 @@ def test_truncation_keeps_the_answer_in_the_window(tokenizer: TextTokenizer) -> 
     assert row["n_tokens"] == 96 < row["untruncated_tokens"]
     assert row["context_truncated"]
     assert "3,500억 원" in _decode(tokenizer, row["input_ids"][: row["prompt_len"]])
+
+
+class _CountingTokenizer:
+    """A ``tokenizers.Tokenizer`` that records the texts ``encode`` (with offsets) was called on."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer, self.encoded = tokenizer, []
+
+    def encode(self, text: str, **kwargs):
+        self.encoded.append(text)
+        return self.tokenizer.encode(text, **kwargs)
+
+    def encode_batch_fast(self, texts: list[str], **kwargs):
+        return self.tokenizer.encode_batch_fast(texts, **kwargs)
+
+
+def test_truncated_rows_sharing_a_context_get_its_offsets_once(tokenizer: TextTokenizer) -> None:
+    filler = "세종바이오의 신임 대표로 김민수 대표가 선임되었다. " * 30
+    context = filler + "한빛전자는 올해 영업이익이 3,500억 원이다. " + filler
+    frame = _rows(3, context)
+    frame.loc[1, ["target", "answer_start"]] = ["김민수", context.find("김민수")]
+    counting = _CountingTokenizer(tokenizer.tokenizer)
+    layout = build_layout(TEMPLATE, tokenizer)
+    together = encode_rows(frame, replace(tokenizer, tokenizer=counting), layout, 96)
+    assert counting.encoded.count(context) == 1
+    alone = [_row(encode_rows(frame.iloc[[i]], tokenizer, layout, 96)) for i in range(3)]
+    assert together.to_pylist() == alone
+    assert all(row["context_truncated"] for row in alone)
 
 
 def test_validation_prompts_do_not_follow_the_answer(tokenizer: TextTokenizer) -> None:
@@ -178,13 +207,23 @@ def test_shards_round_trip_with_metadata(tokenizer: TextTokenizer, tmp_path: Pat
     assert back["id"].tolist() == rows.column("id").to_pylist()
     assert [list(x) for x in back["input_ids"]] == rows.column("input_ids").to_pylist()
     assert [list(x) for x in back["labels"]] == rows.column("labels").to_pylist()
+    lengths, meta = read_shards(tmp_path / "shards", columns=["n_tokens", "prompt_len"])
+    assert meta == metadata
+    assert lengths.columns.tolist() == ["n_tokens", "prompt_len"]
+    assert lengths["n_tokens"].tolist() == rows.column("n_tokens").to_pylist()
 
 
 @pytest.mark.parametrize(
-    "template", ["{question} {context}", "맥락: {context}", "{context}{context}"]
+    ("template", "message"),
+    [
+        ("{question} {context}", r"must put \{context\} before \{question\}"),
+        ("맥락: {context}", r"must contain \{question\} exactly once, found it 0 times"),
+        ("{context}{context} {question}", r"must contain \{context\} exactly once, found it 2"),
+        ("{context} {question} {question}", r"must contain \{question\} exactly once, found it 2"),
+    ],
 )
 def test_template_must_place_context_before_question(
-    tokenizer: TextTokenizer, template: str
+    tokenizer: TextTokenizer, template: str, message: str
 ) -> None:
-    with pytest.raises(ValueError, match="template"):
+    with pytest.raises(ValueError, match=message):
         build_layout(template, tokenizer)
