@@ -31,4 +31,3 @@ rule all:
         rules.plot_loss_curves.output,
         rules.report_pages.output,
         expand("results/report/worst/{variant}.html", variant=SCORED),
-        "results/data/stats.json",

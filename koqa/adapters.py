@@ -24,9 +24,11 @@ from peft import (
     prepare_model_for_kbit_training,
 )
 from transformers import PreTrainedModel
+from transformers.pytorch_utils import Conv1D
 
 from koqa.basemodel import load_base_model
 from koqa.files import atomic_path, read_json, write_json
+from koqa.train import compute_dtype
 from koqa.variants import LORA_METHODS, VariantError
 
 MANIFEST = "koqa_variant.json"
@@ -67,11 +69,12 @@ def _peft_config(settings: dict) -> PeftConfig:
 
 
 def check_target_modules(model: PreTrainedModel, settings: dict) -> None:
-    """Every module a LoRA/IA3 variant targets must name linear layers of ``model``."""
+    """Every module a LoRA/IA3 variant targets must name linear layers of ``model``: ``Linear``,
+    or the transposed ``Conv1D`` of the GPT-2 family (``c_attn``), which peft adapts too."""
     linear = {
         name.rsplit(".", 1)[-1]
         for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear)
+        if isinstance(module, (torch.nn.Linear, Conv1D))
     }
     for key in ("target_modules", "feedforward_modules"):
         missing = sorted(set(settings.get(key) or []) - linear)
@@ -122,9 +125,14 @@ def save_variant(
 
 
 def load_variant(
-    variant_dir: str | Path, base_dir: str | Path, device: str, trust_remote_code: bool = False
+    variant_dir: str | Path,
+    base_dir: str | Path,
+    device: str,
+    trust_remote_code: bool = False,
+    precision: str = "auto",
 ) -> PreTrainedModel:
-    """Load a trained variant for inference, in eval mode, on ``device``."""
+    """Load a trained variant for inference, in eval mode, on ``device`` (a QLoRA base's 4-bit
+    layers compute in the dtype of ``precision``; see :func:`koqa.train.compute_dtype`)."""
     variant_dir = Path(variant_dir)
     method = read_json(variant_dir / MANIFEST)["method"]
     if method == "full":
@@ -135,6 +143,7 @@ def load_variant(
         base_dir,
         trust_remote_code=trust_remote_code,
         quantize_4bit=method == "qlora",
+        compute_dtype=compute_dtype(device, precision),
         device=device,
     )
     if method == "zeroshot":

@@ -1,15 +1,17 @@
 """From generated text to the answer that gets scored: post-processing and optional span snapping.
 
 Post-processing (always): cut the text at a newline or at an echoed prompt marker (``질문:`` ...,
-taken from the prompt template), strip wrapping quotes and brackets, trim whitespace.
+taken from the prompt template), strip wrapping quotes and brackets and a trailing period, trim
+whitespace.
 
 Snapping (optional, decided per variant on validation): replace an answer that is not a substring of
 its context by the context span it matches best, using the alignment that cleaning uses for training
-answers (see :mod:`koqa.align`). A model that copies a span but garbles a character gets the span
-back; a model that paraphrases correctly can lose characters, so whether snapping helps is measured
-on the validation split and, with ``snap: auto``, used only where it raises F1.
+answers, synonym table included (see :mod:`koqa.align`). A model that copies a span but garbles a
+character gets the span back; a model that paraphrases correctly can lose characters, so whether
+snapping helps is measured on the validation split against the raw gold answers and, with
+``snap: auto``, used only where it raises F1; the other splits follow that decision.
 
-No torch: the rule that applies it stays light.
+No torch: the rules that apply it stay light.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from collections.abc import Mapping
 import pandas as pd
 
 from koqa.align import Aligner
+from koqa.clean import clean_synonyms
 from koqa.metric import Score, score
+from koqa.textnorm import build_steps
 
 SNAP_POLICIES = ("auto", "always", "never")
 _PAIRS = {
@@ -118,51 +122,60 @@ def snap_decision(
     }
 
 
-def snap_answers(generated: pd.DataFrame, rows: pd.DataFrame, min_f1: float) -> dict[str, str]:
-    """``id -> snapped answer`` for the generated answers, with contexts from the split's rows."""
+def snap_aligner(synonyms: Mapping[str, str], clean_options: dict, min_f1: float) -> Aligner:
+    """The aligner cleaning uses for training answers, with snapping's ``min_f1``: the synonym table
+    (variant -> canonical form, ``clean.synonyms``) cleaned by the same steps as the contexts."""
+    return Aligner(clean_synonyms(synonyms, build_steps(clean_options)), min_f1)
+
+
+def snap_answers(answers: pd.DataFrame, rows: pd.DataFrame, aligner: Aligner) -> dict[str, str]:
+    """``id -> snapped answer`` for the ``id,answer`` table, with contexts from the split's rows."""
     contexts = dict(zip(rows["id"], rows["context"], strict=True))
-    aligner = Aligner(min_f1=min_f1)
-    unknown = sorted(set(generated["id"]) - set(contexts))
+    unknown = sorted(set(answers["id"]) - set(contexts))
     if unknown:
         raise ValueError(f"generated answers for ids with no context row: {unknown[:5]}")
     return {
         row_id: snap_to_context(answer, contexts[row_id], aligner)
-        for row_id, answer in zip(generated["id"], generated["answer"], strict=True)
+        for row_id, answer in zip(answers["id"], answers["answer"], strict=True)
     }
+
+
+def answer_table(generated: pd.DataFrame, template: str) -> pd.DataFrame:
+    """The ``id,answer`` table of the generations (``id``, ``raw`` text), post-processed."""
+    markers = prompt_markers(template)
+    return pd.DataFrame(
+        {
+            "id": generated["id"],
+            "answer": [clean_answer(text, markers) for text in generated["raw"]],
+        }
+    )
+
+
+def _snapped(answers: pd.DataFrame, snapped: Mapping[str, str]) -> pd.DataFrame:
+    """``answers`` with each answer replaced by its snapped form."""
+    return answers.assign(answer=answers["id"].map(snapped))
+
+
+def validation_answers(
+    generated: pd.DataFrame,
+    rows: pd.DataFrame,
+    gold: Mapping[str, str],
+    template: str,
+    policy: str,
+    aligner: Aligner,
+) -> tuple[pd.DataFrame, dict]:
+    """The final validation ``id,answer`` table and the snapping decision (:func:`snap_decision`)
+    made on it; ``rows`` give the contexts, ``gold`` the answers scored against."""
+    answers = answer_table(generated, template)
+    snapped = snap_answers(answers, rows, aligner)
+    plain = dict(zip(answers["id"], answers["answer"], strict=True))
+    decision = snap_decision(plain, snapped, gold, policy)
+    return (_snapped(answers, snapped) if decision["used"] else answers), decision
 
 
 def final_answers(
-    generated: dict[str, pd.DataFrame],
-    rows: dict[str, pd.DataFrame],
-    template: str,
-    policy: str,
-    min_f1: float,
-) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Each split's final ``id,answer`` table and the snapping decision made on ``validation``.
-
-    ``generated`` (``id``, ``raw`` text) and ``rows`` (``id``, ``context``; gold ``answer`` for
-    validation) are keyed by split.
-    """
-    markers = prompt_markers(template)
-    cleaned = {
-        split: frame.assign(answer=[clean_answer(text, markers) for text in frame["raw"]])
-        for split, frame in generated.items()
-    }
-    snapped = {split: snap_answers(cleaned[split], rows[split], min_f1) for split in cleaned}
-    validation = cleaned["validation"]
-    decision = snap_decision(
-        dict(zip(validation["id"], validation["answer"], strict=True)),
-        snapped["validation"],
-        dict(zip(rows["validation"]["id"], rows["validation"]["answer"], strict=True)),
-        policy,
-    )
-    finals = {
-        split: pd.DataFrame(
-            {
-                "id": frame["id"],
-                "answer": frame["id"].map(snapped[split]) if decision["used"] else frame["answer"],
-            }
-        )
-        for split, frame in cleaned.items()
-    }
-    return finals, decision
+    generated: pd.DataFrame, rows: pd.DataFrame, template: str, snap: bool, aligner: Aligner
+) -> pd.DataFrame:
+    """The final ``id,answer`` table of another split, snapped if validation decided so."""
+    answers = answer_table(generated, template)
+    return _snapped(answers, snap_answers(answers, rows, aligner)) if snap else answers

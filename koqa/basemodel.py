@@ -8,7 +8,6 @@ pretraining on the training contexts so that the adapters have a language model 
 from __future__ import annotations
 
 import logging
-import math
 import random
 from pathlib import Path
 
@@ -23,6 +22,8 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
 )
+
+from koqa.train import lr_factor
 
 log = logging.getLogger("koqa")
 SPECIAL_TOKENS = {
@@ -86,10 +87,8 @@ def pretrain(
     blocks = torch.tensor(ids[: n_blocks * block]).view(n_blocks, block)
     steps, batch_size = settings["steps"], settings["batch_size"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=0.01)
-    warmup = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * s / steps))),
+        optimizer, lr_factor("cosine", warmup=max(1, steps // 10), total=steps)
     )
     order = random.Random(settings["seed"])
     losses = []
@@ -112,16 +111,18 @@ def load_base_model(
     *,
     trust_remote_code: bool = False,
     quantize_4bit: bool = False,
+    compute_dtype: torch.dtype = torch.float32,
     device: str = "cpu",
 ) -> PreTrainedModel:
-    """Load a causal LM from a local directory of safetensors weights (4-bit NF4 for QLoRA)."""
+    """Load a causal LM from a local directory of safetensors weights (4-bit NF4 for QLoRA, its
+    layers computing in ``compute_dtype``: see :func:`koqa.train.compute_dtype`)."""
     quantization = None
     if quantize_4bit:
         quantization = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if device == "cuda" else torch.float32,
+            bnb_4bit_compute_dtype=compute_dtype,
         )
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,

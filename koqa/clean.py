@@ -138,6 +138,12 @@ def _separate(out: pd.DataFrame, options: dict) -> tuple[pd.DataFrame, pd.DataFr
     return out[reason.isna()].drop(columns="duplicate_of"), dropped, conflicting
 
 
+def clean_synonyms(synonyms: Mapping[str, str], steps: list[tuple[str, Step]]) -> dict[str, str]:
+    """The synonym table (variant -> canonical form) cleaned by the same steps as the text, so its
+    entries match cleaned contexts and answers."""
+    return {clean_text(v, steps): clean_text(c, steps) for v, c in synonyms.items()}
+
+
 def clean_table(
     frame: pd.DataFrame,
     options: dict,
@@ -171,10 +177,7 @@ def clean_table(
             raw["context"].fillna("").tolist(), raw["answer_start"].tolist(), strict=True
         )
     ]
-    cleaned_synonyms = {
-        clean_text(variant, steps): clean_text(canonical, steps)
-        for variant, canonical in (synonyms or {}).items()
-    }
+    cleaned_synonyms = clean_synonyms(synonyms or {}, steps)
     kept = _align(kept, Aligner(cleaned_synonyms, options["min_align_f1"]), starts)
     if options["drop_unaligned"]:
         unaligned = kept["align_method"] == "none"

@@ -1,7 +1,8 @@
 """The ensemble: a majority vote over chosen variants' answers (the contest's 2nd-place scheme).
 
-For each question every member casts its answer; answers that the metric cannot tell apart (equal
-after :func:`koqa.metric.normalize_answer`) count as one. The answer with most votes wins. A tie is
+For each question every member casts its answer; answers that character F1 cannot tell apart (the
+same characters in the same order after :func:`koqa.metric.normalize_answer`, spaces ignored:
+``2015년 8월`` and ``2015년8월``) count as one. The answer with most votes wins. A tie is
 broken by the answer whose summed character F1 against all members' answers is highest, then by
 member order. Empty answers abstain (an answer is better than none); if every member is empty the
 ensemble's answer is empty too.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from koqa.metric import char_f1, normalize_answer
+from koqa.metric import answer_chars, char_f1
 
 NAME = "ensemble"
 
@@ -25,10 +26,13 @@ class EnsembleError(ValueError):
 def ensemble_members(config: dict) -> list[str]:
     """The members from ``ensemble.members`` (``all`` = every variant); [] when the ensemble is off.
 
-    Checked before any job starts: unknown or repeated members, a variant named ``ensemble``, and
-    ``submission.variant: ensemble`` without an ensemble are errors.
+    Checked before any job starts: unknown or repeated members, a variant named ``ensemble`` (the
+    name of the ensemble's outputs and rule, enabled or not), and ``submission.variant: ensemble``
+    without an ensemble are errors.
     """
     variants = list(config["variants"])
+    if NAME in variants:
+        raise EnsembleError(f"variants.{NAME}: the name is reserved for the ensemble; rename it")
     members = config["ensemble"]["members"]
     members = variants if members == "all" else list(members)
     unknown = sorted(set(members) - set(variants))
@@ -37,8 +41,6 @@ def ensemble_members(config: dict) -> list[str]:
     if len(set(members)) != len(members):
         raise EnsembleError(f"ensemble.members: {members} names a variant twice")
     enabled = len(members) >= 2
-    if enabled and NAME in variants:
-        raise EnsembleError(f"variants.{NAME}: the name is reserved for the ensemble")
     if not enabled and config["submission"]["variant"] == NAME:
         raise EnsembleError(
             f"submission.variant: {NAME!r} needs ensemble.members to name at least 2 variants"
@@ -53,7 +55,7 @@ def vote(answers: list[str]) -> str:
         return ""
     groups: dict[str, list[str]] = {}
     for answer in cast:
-        groups.setdefault(normalize_answer(answer), []).append(answer)
+        groups.setdefault("".join(answer_chars(answer)), []).append(answer)
     most = max(len(group) for group in groups.values())
     tied = [group[0] for group in groups.values() if len(group) == most]
     if len(tied) == 1:

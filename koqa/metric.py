@@ -61,9 +61,10 @@ class Score:
     missing: int
 
 
-def row_scores(
-    predictions: Mapping[str, str], gold: Mapping[str, str]
-) -> dict[str, tuple[float, bool] | None]:
+RowScore = tuple[float, bool] | None  # one gold row's F1 and EM; None: no prediction
+
+
+def row_scores(predictions: Mapping[str, str], gold: Mapping[str, str]) -> dict[str, RowScore]:
     """F1 and EM of every gold id (``None`` where the prediction is missing)."""
     return {
         row_id: None
@@ -73,22 +74,27 @@ def row_scores(
     }
 
 
+def mean_score(rows: Mapping[str, RowScore]) -> Score:
+    """The mean of :func:`row_scores` over all their rows; a missing prediction counts 0."""
+    if not rows:
+        raise ValueError("cannot score against an empty gold set")
+    n = len(rows)
+    cast = [row for row in rows.values() if row]
+    return Score(
+        f1=sum(row[0] for row in cast) / n,
+        em=sum(row[1] for row in cast) / n,
+        n=n,
+        missing=n - len(cast),
+    )
+
+
 def score(predictions: Mapping[str, str], gold: Mapping[str, str]) -> Score:
     """Score predictions keyed by id against gold answers keyed by id.
 
     Every gold row counts; an id with no prediction scores 0 and is counted in ``missing``.
     Predictions for ids that are not in ``gold`` are ignored.
     """
-    if not gold:
-        raise ValueError("cannot score against an empty gold set")
-    rows = row_scores(predictions, gold).values()
-    n = len(gold)
-    return Score(
-        f1=sum(row[0] for row in rows if row) / n,
-        em=sum(row[1] for row in rows if row) / n,
-        n=n,
-        missing=sum(row is None for row in rows),
-    )
+    return mean_score(row_scores(predictions, gold))
 
 
 # Buckets of gold answer length (the characters the metric compares) for the F1-by-length view.
@@ -101,11 +107,12 @@ def length_bucket(gold: str) -> str:
     return LENGTH_BUCKETS[bisect_left(_BUCKET_UPPER_BOUNDS, len(answer_chars(gold)))]
 
 
-def score_by_length(predictions: Mapping[str, str], gold: Mapping[str, str]) -> dict[str, Score]:
-    """:func:`score` within each length bucket that has gold rows, shortest first."""
+def score_by_length(rows: Mapping[str, RowScore], gold: Mapping[str, str]) -> dict[str, Score]:
+    """:func:`mean_score` of the :func:`row_scores` ``rows`` within each length bucket of the gold
+    answers that has rows, shortest first."""
     labels = {row_id: length_bucket(answer) for row_id, answer in gold.items()}
     return {
-        label: score(predictions, {k: v for k, v in gold.items() if labels[k] == label})
+        label: mean_score({row_id: row for row_id, row in rows.items() if labels[row_id] == label})
         for label in LENGTH_BUCKETS
         if label in labels.values()
     }

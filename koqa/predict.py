@@ -11,7 +11,9 @@ Little is computed twice, on padding, or for rows that are done:
   batch runs each distinct prefix once (left-padded), gives every row a copy of its prefix's cache,
   runs the rows' own suffixes (padded between prefix and suffix; positions come from the attention
   mask, so padding anywhere changes nothing) and then one token per step. A row that stops leaves
-  the batch and the cache at once. Batches are whole groups, sorted by prefix length.
+  the batch and the cache at once. Batches hold whole groups, sorted by prefix length; a group
+  larger than ``batch_size`` is split into parts of at most ``batch_size`` rows, each part running
+  the prefix once.
 - prefix and prompt tuning exist only inside peft's ``generate()``: their prompts are sorted by
   length, left-padded and handed to it whole.
 
@@ -131,9 +133,10 @@ def prefix_groups(prompts: list[list[int]], min_shared: float) -> list[tuple[int
 def plan_batches(
     prompts: list[list[int]], batch_size: int, min_shared: float | None
 ) -> list[Batch]:
-    """Batches of at most ``batch_size`` prompts: whole prefix groups (``min_shared``, see
-    :func:`prefix_groups`) sorted by prefix length; with ``None``, single prompts sorted by length
-    with no prefix (for ``generate()``)."""
+    """Batches of at most ``batch_size`` prompts: prefix groups (``min_shared``, see
+    :func:`prefix_groups`) sorted by prefix length, whole where they fit and a group larger than
+    ``batch_size`` split into parts of ``batch_size``; with ``None``, single prompts sorted by
+    length with no prefix (for ``generate()``)."""
     if min_shared is None:
         groups = [(0, [i]) for i in sorted(range(len(prompts)), key=lambda i: len(prompts[i]))]
     else:

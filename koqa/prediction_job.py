@@ -65,7 +65,9 @@ def run_prediction(
     ]
     tokenizer = load_text_tokenizer(base_dir)
     stop_ids = stop_token_ids(tokenizer.tokenizer, tokenizer.eos_id)
-    model = prepare_for_inference(load_variant(variant_dir, base_dir, device, trust_remote_code))
+    model = prepare_for_inference(
+        load_variant(variant_dir, base_dir, device, trust_remote_code, precision=precision)
+    )
     pad_id = model.config.pad_token_id
     started = time.perf_counter()
     load_seconds = started - loading

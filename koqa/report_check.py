@@ -12,6 +12,7 @@ also opened in the report's own viewer and photographed, for a person to look at
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import re
 import shutil
@@ -99,18 +100,18 @@ def _chromium(browser: str, *args: str, timeout: float = 120) -> str:
 
 def probe_report(report: Path, browser: str, screenshots: Path | None = None) -> dict[str, dict]:
     """What Chromium finds for each report item: image size, HTML table rows, or an error."""
-    html = report.read_text(encoding="utf-8")
-    if "var results = " not in html or "</body>" not in html:
+    page = report.read_text(encoding="utf-8")
+    if "var results = " not in page or "</body>" not in page:
         raise ReportCheckError(f"{report}: not a Snakemake report (no embedded results)")
     with tempfile.TemporaryDirectory() as scratch:
         probed = Path(scratch) / "report.html"
-        end = html.rindex("</body>")  # the last one: scripts in the page contain the string too
-        probed.write_text(html[:end] + _PROBE + html[end:], encoding="utf-8")
+        end = page.rindex("</body>")  # the last one: scripts in the page contain the string too
+        probed.write_text(page[:end] + _PROBE + page[end:], encoding="utf-8")
         dom = _chromium(browser, "--dump-dom", probed.as_uri())
         match = re.search(rf'<pre id="{_MARKER}">(.*?)</pre>', dom, re.S)
         if not match:
             raise ReportCheckError(f"{report}: the report's scripts did not run to the end")
-        found = json.loads(_unescape(match.group(1)))
+        found = json.loads(html.unescape(match.group(1)))
         if screenshots:
             screenshots.mkdir(parents=True, exist_ok=True)
             for path in (p for p, item in found.items() if _viewable(item)):
@@ -127,12 +128,6 @@ def probe_report(report: Path, browser: str, screenshots: Path | None = None) ->
 def _viewable(item: dict) -> bool:
     """Images and HTML pages are what the report's viewer shows (tables and JSON download)."""
     return item["mime"].startswith("image/") or item["mime"] == "text/html"
-
-
-def _unescape(text: str) -> str:
-    return (
-        text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
-    )
 
 
 def check_report(report: Path, browser: str, screenshots: Path | None = None) -> dict[str, dict]:

@@ -43,6 +43,14 @@ def leaderboard(rows: list[dict]) -> pd.DataFrame:
     )
 
 
+def read_leaderboard(path: str | Path) -> pd.DataFrame:
+    """The leaderboard TSV, variant names as written: ``1``, ``NA`` or ``None`` stay names, not
+    numbers or missing values; an empty cell (a cost the ensemble has no figure for) is missing."""
+    return pd.read_csv(
+        path, sep="\t", dtype={"variant": str}, keep_default_na=False, na_values=[""]
+    )
+
+
 def choose_variant(board: pd.DataFrame, requested: str) -> str:
     """``best`` picks the top of the leaderboard; any other value must name a variant on it."""
     if requested == "best":

@@ -1,14 +1,18 @@
 """The training loop shared by every method: a plain PyTorch loop, short enough to read in one go.
 
 Why not ``transformers.Trainer``: koqa needs exact control of batching (length-grouped batches from the
-shards' token counts), of resumption (a checkpoint with the data position and RNG state, which
-Trainer + peft resumes unreliably) and byte-identical results on CPU for the same config.
+shards' token counts), of resumption (a checkpoint with the step, which fixes the data position, and
+the RNG state, which Trainer + peft resumes unreliably) and byte-identical results on CPU for the
+same config.
 
 One optimizer step = ``grad_accum`` micro-batches (on each process, when training data-parallel; see
 :mod:`koqa.distributed`). The loss is the mean over answer tokens of the whole accumulated batch
 (prompt tokens carry label -100 and never count). Every ``checkpoint_every`` steps the trainable
-weights, optimizer, scheduler, step, data position, RNG state and settings are saved; a rerun with
-the same settings resumes from there and continues the step count. With ``eval_every`` the loss on
+weights, optimizer, scheduler, step, RNG states and the checkpoint's identity are saved; a rerun
+with the same identity (settings, world size, device type, autocast dtype, the training rows and
+where the base model and shards came from) resumes from there and continues the step count; any
+other checkpoint is ignored, with the reason in the log. The live metrics CSV sits beside the
+checkpoint and is copied to its final place at the end. With ``eval_every`` the loss on
 the validation shards is measured every that many steps (and at the end); the weights with the
 lowest validation loss are the ones kept, and ``early_stopping_patience`` evaluations without
 improvement end the training.
@@ -17,15 +21,18 @@ improvement end the training.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import math
 import random
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -36,6 +43,7 @@ from koqa.shards import IGNORE_INDEX
 
 log = logging.getLogger("koqa")
 CHECKPOINT = "last.pt"
+LIVE_METRICS = "metrics.csv"  # in the checkpoint directory while training
 METRIC_FIELDS = [
     "step",
     "epoch",
@@ -72,9 +80,18 @@ def autocast_dtype(device: str, precision: str) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def compute_dtype(device: str, precision: str) -> torch.dtype:
+    """The dtype 4-bit layers compute in: the autocast dtype, else fp32."""
+    return autocast_dtype(device, precision) or torch.float32
+
+
 def autocast(device: str, precision: str) -> torch.autocast | nullcontext:
     """An autocast context for ``precision`` on ``device`` (see :func:`autocast_dtype`)."""
-    dtype = autocast_dtype(device, precision)
+    return autocast_to(device, autocast_dtype(device, precision))
+
+
+def autocast_to(device: str, dtype: torch.dtype | None) -> torch.autocast | nullcontext:
+    """An autocast context for ``dtype`` on ``device`` (None: none, full fp32)."""
     return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else nullcontext()
 
 
@@ -127,7 +144,10 @@ def peak_rss_mb() -> float | None:
     return round(kib / 1024, 1)
 
 
-def _lr_lambda(schedule: str, warmup: int, total: int):
+def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
+    """The learning-rate multiplier of each step: linear warm-up over ``warmup`` steps, then
+    ``cosine`` or ``linear`` decay to 0 at ``total`` (or ``constant``)."""
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
@@ -170,10 +190,28 @@ class RunStats:
         self.seconds += seconds
 
 
+def rows_fingerprint(rows: pd.DataFrame) -> dict:
+    """The training rows' count and a hash of their tokens and labels, in order."""
+    digest = hashlib.sha256()
+    for column in ("input_ids", "labels"):
+        for values in rows[column]:
+            digest.update(np.asarray(values, dtype=np.int64).tobytes())
+            digest.update(b"|")
+    return {"rows": len(rows), "sha256": digest.hexdigest()}
+
+
+def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Copy saved tensors into the model's parameters of the same names."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+
+
 @contextmanager
 def metrics_log(path: Path, resumed_step: int | None) -> Iterator[csv.DictWriter]:
-    """The per-step metrics CSV, line-buffered (a killed job loses no logged step); on resume it
-    keeps the rows up to the checkpoint's step and appends."""
+    """The live per-step metrics CSV, line-buffered (a killed job loses no logged step); on resume
+    it keeps the rows up to the checkpoint's step and appends."""
     path.parent.mkdir(parents=True, exist_ok=True)
     append = resumed_step is not None and path.exists()
     if append:
@@ -198,9 +236,13 @@ class Trainer:
         *,
         device: str,
         eval_rows: pd.DataFrame | None = None,
+        provenance: dict | None = None,
     ):
+        """``provenance``: where the base model and the shards came from (see
+        :func:`koqa.training_job.training_provenance`); a checkpoint must match it to be resumed."""
         self.model, self.rows, self.settings, self.pad_id = model, rows, settings, pad_id
-        self.device, self.eval_rows = device, eval_rows
+        self.device, self.eval_rows, self.provenance = device, eval_rows, provenance or {}
+        self.autocast_dtype = autocast_dtype(device, settings["precision"])
         self.world = distributed.world()
         self.micro_per_step = settings["grad_accum"] * self.world.size
         batches_per_epoch = math.ceil(len(rows) / settings["batch_size"])
@@ -216,16 +258,17 @@ class Trainer:
         )
         warmup = round(settings["warmup_ratio"] * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_lambda(settings["schedule"], warmup, self.total_steps)
+            self.optimizer, lr_factor(settings["schedule"], warmup, self.total_steps)
         )
         self.scaler = torch.amp.GradScaler(
             torch.device(device).type,
-            enabled=autocast_dtype(device, settings["precision"]) == torch.float16,
+            enabled=self.autocast_dtype == torch.float16,
         )
         self.step = 0
-        self.elapsed = 0.0  # training seconds, carried across resumptions
+        self.elapsed = 0.0  # wall seconds of steps and evaluations, carried across resumptions
         self.best = {"val_loss": math.inf, "step": 0, "evals_since": 0, "weights": {}}
         self._epoch_batches: tuple[int, list[list[int]]] = (-1, [])
+        self.identity = self._identity()
 
     # -- checkpoints -------------------------------------------------------------------------
     def _trainable_weights(self) -> dict[str, torch.Tensor]:
@@ -234,18 +277,24 @@ class Trainer:
         }
 
     def _identity(self) -> dict:
-        """What a checkpoint must have been made with to be resumed: same settings, same world."""
-        return {"settings": self.settings, "world_size": self.world.size}
+        """What a checkpoint must have been made with to be resumed: the same settings, world,
+        device type and autocast dtype, on the same rows of the same base model and shards."""
+        return {
+            "settings": self.settings,
+            "world_size": self.world.size,
+            "device_type": torch.device(self.device).type,
+            "autocast_dtype": str(self.autocast_dtype),
+            "training_rows": rows_fingerprint(self.rows),
+            **self.provenance,
+        }
 
     def save_checkpoint(self, directory: Path) -> None:
         """Write ``last.pt`` atomically (rank 0 only)."""
         if not self.world.is_main:
             return
-        epoch, position = divmod(self.step, self.steps_per_epoch)
         state = {
-            **self._identity(),
+            **self.identity,
             "step": self.step,
-            "data_position": {"epoch": epoch, "micro_batch": position * self.micro_per_step},
             "elapsed_s": self.elapsed,
             "weights": self._trainable_weights(),
             "optimizer": self.optimizer.state_dict(),
@@ -265,13 +314,11 @@ class Trainer:
         if not path.is_file():
             return False
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if {key: state[key] for key in self._identity()} != self._identity():
-            log.info("ignoring checkpoint %s: made with other settings", path)
+        changed = [key for key, value in self.identity.items() if state.get(key) != value]
+        if changed:
+            log.info("ignoring checkpoint %s, starting afresh: other %s", path, ", ".join(changed))
             return False
-        params = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for name, value in state["weights"].items():
-                params[name].copy_(value)
+        _load_weights(self.model, state["weights"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -279,7 +326,7 @@ class Trainer:
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.step, self.elapsed, self.best = state["step"], state["elapsed_s"], state["best"]
-        log.info("resumed from %s at step %d (%s)", path, self.step, state["data_position"])
+        log.info("resumed from %s at step %d of %d", path, self.step, self.total_steps)
         return True
 
     # -- training ----------------------------------------------------------------------------
@@ -299,16 +346,19 @@ class Trainer:
     def _optimizer_step(self, micro_batches: list[pd.DataFrame]) -> StepResult:
         """One accumulated step; this process runs every ``world.size``-th micro-batch."""
         n_answer = sum(answer_tokens(mb) for mb in micro_batches)
-        loss_sum, tokens, cells = 0.0, 0, 0
+        # summed on the device in float64, read once per step (no sync per micro-batch)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        tokens, cells = 0, 0
         self.model.train()
         for mb in micro_batches[self.world.rank :: self.world.size]:
             batch = {k: v.to(self.device) for k, v in collate(mb, self.pad_id).items()}
-            with autocast(self.device, self.settings["precision"]):
+            with autocast_to(self.device, self.autocast_dtype):
                 loss = self.model(**batch).loss * (answer_tokens(mb) / n_answer)
             self.scaler.scale(loss).backward()
-            loss_sum += loss.item()
-            tokens += int(batch["attention_mask"].sum())
-            cells += batch["attention_mask"].numel()
+            loss_sum += loss.detach().double()
+            tokens += int(mb["n_tokens"].sum())  # what collate leaves unmasked
+            cells += len(mb) * int(mb["n_tokens"].max())
+        loss_sum = loss_sum.item()
         if self.world.size > 1:
             distributed.sum_gradients(self.params)
             loss_sum, tokens, cells = distributed.sum_values([loss_sum, tokens, cells], self.device)
@@ -330,7 +380,7 @@ class Trainer:
         for start in range(0, len(rows), self.settings["batch_size"]):
             mb = rows.iloc[start : start + self.settings["batch_size"]]
             batch = {k: v.to(self.device) for k, v in collate(mb, self.pad_id).items()}
-            with autocast(self.device, self.settings["precision"]):
+            with autocast_to(self.device, self.autocast_dtype):
                 loss = self.model(**batch).loss
             loss_sum += loss.item() * answer_tokens(mb)
             n_answer += answer_tokens(mb)
@@ -355,10 +405,7 @@ class Trainer:
         return bool(patience) and self.best["evals_since"] >= patience
 
     def _restore_best(self) -> None:
-        params = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for name, value in self.best["weights"].items():
-                params[name].copy_(value)
+        _load_weights(self.model, self.best["weights"])
         log.info(
             "kept the weights of step %d (validation loss %.4f)",
             self.best["step"],
@@ -410,12 +457,20 @@ class Trainer:
         return stats
 
     def run(self, checkpoint_dir: Path, metrics_path: Path) -> dict:
-        """Train to the end (resuming if a matching checkpoint exists); return a summary."""
+        """Train to the end (resuming if a matching checkpoint exists); return a summary.
+
+        The metrics are logged live in ``checkpoint_dir`` (Snakemake deletes a job's outputs before
+        it runs, so a resumed job's steps before the checkpoint live there) and copied to
+        ``metrics_path`` at the end."""
         resumed_at = self.step if self.try_resume(checkpoint_dir) else None
         eval_every = self.settings["eval_every"] if self.eval_rows is not None else 0
-        log_metrics = metrics_log(metrics_path, resumed_at) if self.world.is_main else nullcontext()
+        live_metrics = Path(checkpoint_dir) / LIVE_METRICS
+        log_metrics = metrics_log(live_metrics, resumed_at) if self.world.is_main else nullcontext()
         with log_metrics as metrics:
             stats = self._train_steps(checkpoint_dir, metrics, eval_every)
+        if self.world.is_main:
+            with atomic_path(metrics_path) as tmp:
+                shutil.copyfile(live_metrics, tmp)
         if self.best["weights"]:
             self._restore_best()
         summary = {

@@ -23,12 +23,19 @@ from koqa import distributed
 from koqa.adapters import save_variant, trainable_model
 from koqa.basemodel import load_base_model
 from koqa.files import atomic_path, read_json, write_json
+from koqa.modelpath import model_fingerprint
 from koqa.shards import read_shards
 from koqa.tokenizer import load_text_tokenizer
-from koqa.train import METRIC_FIELDS, Trainer, peak_rss_mb, pick_device
+from koqa.train import METRIC_FIELDS, Trainer, compute_dtype, peak_rss_mb, pick_device
 from koqa.variants import uses_gradient_checkpointing
 
 log = logging.getLogger("koqa")
+
+
+def training_provenance(base_dir: Path, shard_metadata: dict[str, str]) -> dict:
+    """Where a training run's model and data come from: the base model's fingerprint and the
+    training shards' metadata (tokenizer, prompt template, length limit)."""
+    return {"base_model": model_fingerprint(base_dir), "shards": shard_metadata}
 
 
 def _train(
@@ -43,13 +50,14 @@ def _train(
     """Load the base model, wrap it for the method, train; return the model and the summary."""
     method = settings["method"]
     device = distributed.worker_device(pick_device(settings["device"]))
-    rows, _ = read_shards(shard_dir)
+    rows, shard_metadata = read_shards(shard_dir)
     eval_rows = read_shards(validation_dir)[0] if settings["eval_every"] else None
     torch.manual_seed(settings["seed"])
     base = load_base_model(
         base_dir,
         trust_remote_code=trust_remote_code,
         quantize_4bit=method == "qlora",
+        compute_dtype=compute_dtype(device, settings["precision"]),
         device=device,
     )
     checkpointing = uses_gradient_checkpointing(settings, device)
@@ -57,7 +65,15 @@ def _train(
     pad_id = base.config.pad_token_id
     if pad_id is None:  # many causal LMs have no pad token; padding is masked anyway
         pad_id = load_text_tokenizer(base_dir).eos_id
-    trainer = Trainer(model, rows, settings, pad_id, device=device, eval_rows=eval_rows)
+    trainer = Trainer(
+        model,
+        rows,
+        settings,
+        pad_id,
+        device=device,
+        eval_rows=eval_rows,
+        provenance=training_provenance(base_dir, shard_metadata),
+    )
     summary = trainer.run(checkpoint_dir, metrics_path)
     summary["gradient_checkpointing"] = checkpointing
     return model, summary

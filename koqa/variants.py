@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 
 METHODS = ("zeroshot", "full", "lora", "qlora", "dora", "ia3", "prefix", "prompt")
-PEFT_METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "prompt")
 LORA_METHODS = ("lora", "qlora", "dora")
 VIRTUAL_TOKEN_METHODS = ("prefix", "prompt")
 

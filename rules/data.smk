@@ -30,11 +30,8 @@ rule clean:
         train="results/data/clean/train.parquet",
         test="results/data/clean/test.parquet",
         dropped="results/data/dropped.parquet",
-        report=report(
-            "results/data/clean_report.json",
-            caption="../report/clean_report.rst",
-            category="Data",
-        ),
+        # shown in the report as a page (rule report_pages)
+        report="results/data/clean_report.json",
     log:
         "results/logs/clean.log",
     conda:
@@ -74,6 +71,7 @@ rule tokenize:
     params:
         model=model_path(),
         allow_download=config["model"]["allow_download"],
+        trust_remote_code=config["model"]["trust_remote_code"],
         # a function: a plain string param would have its {context} taken for a wildcard
         prompt=lambda wildcards: canonical(config["prompt"]),
         shard_rows=config["tokenize"]["shard_rows"],
@@ -90,12 +88,8 @@ rule stats:
             "results/data/shards/{split}", split=["train", "validation", "test"]
         ),
     output:
-        stats=report(
-            "results/data/stats.json",
-            caption="../report/stats.rst",
-            category="Data",
-            subcategory="Statistics",
-        ),
+        # shown in the report as a page (rule report_pages)
+        stats="results/data/stats.json",
         token_lengths=report(
             "results/data/plots/token_lengths.png",
             caption="../report/token_lengths.rst",

@@ -7,12 +7,15 @@ ENSEMBLE_MEMBERS = ensemble_members(config)
 # Everything that gets scored, ranked and may be submitted: the variants and the ensemble (named
 # "ensemble", koqa.ensemble.NAME).
 SCORED = [*VARIANTS, "ensemble"] if ENSEMBLE_MEMBERS else VARIANTS
+
+# The predict settings that change the generated text, so that a change reruns prediction: the
+# quantile and margin only count with max_new_tokens: auto. Batch size and prefix sharing do not
+# (the output is token-identical, tests/test_generation_equivalence.py): the job reads them from the
+# config, so changing them reruns nothing.
 GENERATION_KEYS = (
-    "batch_size",
-    "max_new_tokens",
-    "max_new_tokens_quantile",
-    "max_new_tokens_margin",
-    "share_prefixes",
+    ["max_new_tokens", "max_new_tokens_quantile", "max_new_tokens_margin"]
+    if config["predict"]["max_new_tokens"] == "auto"
+    else ["max_new_tokens"]
 )
 
 
@@ -46,27 +49,48 @@ rule predict:
         "../scripts/predict.py"
 
 
-rule answers:
+rule answers_validation:
     input:
-        validation="results/predictions/{variant}/validation.generated.csv",
-        test="results/predictions/{variant}/test.generated.csv",
-        validation_rows="results/data/split/validation.parquet",
-        test_rows="results/data/clean/test.parquet",
+        generated="results/predictions/{variant}/validation.generated.csv",
+        rows="results/data/split/validation.parquet",
+        # the gold answers as the grader has them, uncleaned
+        raw="results/data/raw/train.parquet",
+        synonyms=config["clean"]["synonyms"] or [],
     output:
-        validation="results/predictions/{variant}/validation.csv",
-        test="results/predictions/{variant}/test.csv",
+        answers="results/predictions/{variant}/validation.csv",
         snap="results/predictions/{variant}/snap.json",
     log:
-        "results/logs/answers/{variant}.log",
+        "results/logs/answers/{variant}/validation.log",
     conda:
         "../envs/data.yaml"
     params:
         # a function: a plain string param would have its {context} taken for a wildcard
         template=lambda wildcards: config["prompt"]["template"],
+        clean=canonical(config["clean"]),
         snap=config["predict"]["snap"],
         snap_min_f1=config["predict"]["snap_min_f1"],
     script:
-        "../scripts/answers.py"
+        "../scripts/answers_validation.py"
+
+
+rule answers_test:
+    input:
+        generated="results/predictions/{variant}/test.generated.csv",
+        rows="results/data/clean/test.parquet",
+        snap="results/predictions/{variant}/snap.json",
+        synonyms=config["clean"]["synonyms"] or [],
+    output:
+        "results/predictions/{variant}/test.csv",
+    log:
+        "results/logs/answers/{variant}/test.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        template=lambda wildcards: config["prompt"]["template"],
+        clean=canonical(config["clean"]),
+        snap_min_f1=config["predict"]["snap_min_f1"],
+    script:
+        "../scripts/answers_test.py"
 
 
 rule ensemble:

@@ -5,7 +5,10 @@
 rule score:
     input:
         predictions="results/predictions/{variant}/validation.csv",
-        gold="results/data/split/validation.parquet",
+        # the validation rows (question, context); their gold answers as the grader has them,
+        # uncleaned, come from the raw table
+        rows="results/data/split/validation.parquet",
+        raw="results/data/raw/train.parquet",
     output:
         score="results/scores/{variant}.json",
         worst="results/scores/{variant}.worst.csv",

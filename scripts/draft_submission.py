@@ -4,11 +4,16 @@ import pandas as pd
 
 from koqa.files import write_csv
 from koqa.runtime import configure_job, job_log
-from koqa.submission import choose_variant, draft_submission, read_sample_ids
+from koqa.submission import (
+    choose_variant,
+    draft_submission,
+    read_leaderboard,
+    read_sample_ids,
+)
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
-    board = pd.read_csv(snakemake.input.leaderboard, sep="\t")
+    board = read_leaderboard(snakemake.input.leaderboard)
     variant = choose_variant(board, snakemake.params.variant)
     predictions = pd.read_csv(
         snakemake.input.predictions[snakemake.params.scored.index(variant)],

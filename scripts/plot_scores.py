@@ -1,14 +1,13 @@
 """Rule plot_scores: F1 by variant, by answer length, and with and without snapping."""
 
-import pandas as pd
-
 from koqa.files import read_json
 from koqa.plots import plot_f1_by_length, plot_f1_by_variant, plot_snapping
 from koqa.runtime import configure_job, job_log
+from koqa.submission import read_leaderboard
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]):
-    board = pd.read_csv(snakemake.input.leaderboard, sep="\t")
+    board = read_leaderboard(snakemake.input.leaderboard)
     records = {record["variant"]: record for record in map(read_json, snakemake.input.scores)}
     plot_f1_by_variant(board, snakemake.output.f1)
     plot_f1_by_length(

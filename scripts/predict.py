@@ -1,7 +1,10 @@
-"""Rule predict: batched greedy generation of one variant for one split (validation or test)."""
+"""Rule predict: batched greedy generation of one variant for one split (validation or test).
+
+A Hub id is looked up in the local cache (the tokenize job, upstream, downloaded it if allowed)."""
 
 from pathlib import Path
 
+from koqa.modelpath import resolve_model_dir
 from koqa.runtime import configure_job, job_log
 
 configure_job(snakemake.threads)
@@ -10,12 +13,19 @@ with job_log(snakemake.log[0]) as log:
 
     timing = run_prediction(
         variant_dir=Path(snakemake.input.adapter),
-        base_dir=Path(snakemake.params.model),
+        base_dir=resolve_model_dir(
+            snakemake.params.model, trust_remote_code=snakemake.params.trust_remote_code
+        ),
         shard_dir=Path(snakemake.input.shards),
         train_shard_dir=Path(snakemake.input.train_shards),
         out_csv=Path(snakemake.output.generated),
         out_timing=Path(snakemake.output.timing),
-        options=snakemake.params.options,
+        # batch size and prefix sharing do not change the output: read from the config rather
+        # than params, so that changing them reruns nothing
+        options={
+            **snakemake.params.options,
+            **{key: snakemake.config["predict"][key] for key in ("batch_size", "share_prefixes")},
+        },
         device=snakemake.params.device,
         precision=snakemake.params.precision,
         trust_remote_code=snakemake.params.trust_remote_code,

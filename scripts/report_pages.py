@@ -1,14 +1,13 @@
 """Rule report_pages: the leaderboard, cleaning report and data statistics as HTML for the report."""
 
-import pandas as pd
-
 from koqa.files import read_json
 from koqa.reporting import write_record_page, write_table_page
 from koqa.runtime import configure_job, job_log
+from koqa.submission import read_leaderboard
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]):
-    board = pd.read_csv(snakemake.input.leaderboard, sep="\t")
+    board = read_leaderboard(snakemake.input.leaderboard)
     write_table_page(board, "Leaderboard (validation)", snakemake.output.leaderboard)
     write_record_page(
         read_json(snakemake.input.clean_report), "Cleaning report", snakemake.output.clean_report

@@ -12,7 +12,11 @@ from koqa.tokenizer import load_text_tokenizer
 configure_job(snakemake.threads, snakemake.params.allow_download)
 with job_log(snakemake.log[0]) as log:
     tokenizer = load_text_tokenizer(
-        resolve_model_dir(snakemake.params.model, snakemake.params.allow_download)
+        resolve_model_dir(
+            snakemake.params.model,
+            snakemake.params.allow_download,
+            snakemake.params.trust_remote_code,
+        )
     )
     prompt = snakemake.params.prompt
     layout = build_layout(prompt["template"], tokenizer, prompt["chat_template"], prompt["system"])

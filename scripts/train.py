@@ -1,7 +1,9 @@
 """Rule train: fine-tune one variant (or, for zeroshot, record that there is nothing to train).
 
-Given more than one GPU, the job trains data-parallel: one torchrun worker per GPU."""
+Given more than one GPU, the job trains data-parallel: one torchrun worker per GPU. A Hub id is
+looked up in the local cache (the tokenize job, upstream, downloaded it if that is allowed)."""
 
+from koqa.modelpath import resolve_model_dir
 from koqa.runtime import configure_job, job_log
 
 settings = snakemake.params.settings
@@ -11,7 +13,11 @@ with job_log(snakemake.log[0]) as log:
         "settings": settings,
         "shard_dir": snakemake.input.shards,
         "validation_dir": snakemake.input.validation or None,
-        "base_dir": snakemake.params.model,
+        "base_dir": str(
+            resolve_model_dir(
+                snakemake.params.model, trust_remote_code=snakemake.params.trust_remote_code
+            )
+        ),
         "out_dir": snakemake.output.adapter,
         "checkpoint_dir": snakemake.params.checkpoints,
         "metrics_path": snakemake.output.metrics,

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 from tiny_task import TinyTask, encode, generate, make_trainer, settings
+from transformers import GPT2Config, GPT2LMHeadModel
 
-from koqa.adapters import load_variant, save_variant, trainable_model
+from koqa.adapters import check_target_modules, load_variant, save_variant, trainable_model
 from koqa.basemodel import load_base_model
 from koqa.training_job import run_training
 from koqa.variants import METHODS, VariantError
@@ -79,6 +80,21 @@ def test_target_module_missing_from_the_model_fails_naming_variant_and_key(
     with pytest.raises(VariantError, match=r"variants\.lora\.target_modules: \['c_attn'\]"):
         _train_job(tiny_task, "lora", tmp_path, target_modules=["q_proj", "c_attn"])
     assert not (tmp_path / "adapter").exists()
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_gpt2_conv1d_layers_are_valid_targets(method: str) -> None:
+    """GPT-2's attention and MLP projections are transformers' ``Conv1D``, which peft adapts."""
+    config = GPT2Config(vocab_size=32, n_positions=16, n_embd=8, n_layer=1, n_head=2)
+    targets = ["c_attn", "c_fc"]
+    if method == "ia3":
+        variant = settings(method, target_modules=targets, feedforward_modules=["c_fc"])
+    else:
+        variant = settings(method, r=2, target_modules=targets)
+    model = trainable_model(GPT2LMHeadModel(config), variant)
+    assert {n for n, p in model.named_parameters() if p.requires_grad}
+    with pytest.raises(VariantError, match=r"\['q_proj'\] are not linear layers"):
+        check_target_modules(GPT2LMHeadModel(config), {**variant, "target_modules": ["q_proj"]})
 
 
 @pytest.mark.parametrize("method", ["lora", "qlora", "full"])

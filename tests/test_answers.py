@@ -1,17 +1,23 @@
 """From generated text to the scored answer: post-processing, snapping, and the per-variant decision."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
+import yaml
 
 from koqa.align import Aligner
 from koqa.answers import (
     clean_answer,
     final_answers,
     prompt_markers,
+    snap_aligner,
     snap_decision,
     snap_to_context,
+    validation_answers,
 )
 
+CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text(encoding="utf-8"))
 TEMPLATE = "맥락: {context}\n질문: {question}\n답변:"
 MARKERS = prompt_markers(TEMPLATE)
 
@@ -77,26 +83,37 @@ def test_auto_snaps_only_when_validation_f1_rises() -> None:
         snap_decision(plain, better, gold, "sometimes")
 
 
-def test_final_answers_apply_the_validation_decision_to_test() -> None:
-    generated = {
-        "validation": pd.DataFrame({"id": ["v1"], "raw": ["새봄재약\n질문: 다음"]}),
-        "test": pd.DataFrame({"id": ["t1", "t2"], "raw": ["990억원", "「누리바이오」"]}),
-    }
-    rows = {
-        "validation": pd.DataFrame({"id": ["v1"], "context": [CONTEXT], "answer": ["새봄제약"]}),
-        "test": pd.DataFrame({"id": ["t1", "t2"], "context": [CONTEXT, CONTEXT]}),
-    }
-    finals, decision = final_answers(generated, rows, TEMPLATE, "auto", 0.5)
+def test_validation_decides_and_test_follows() -> None:
+    aligner = Aligner(min_f1=0.5)
+    generated = pd.DataFrame({"id": ["v1"], "raw": ["새봄재약\n질문: 다음"]})
+    rows = pd.DataFrame({"id": ["v1"], "context": [CONTEXT]})
+    answers, decision = validation_answers(
+        generated, rows, {"v1": "새봄제약"}, TEMPLATE, "auto", aligner
+    )
     assert decision["used"] and decision["f1_snapped"] > decision["f1_unsnapped"]
-    assert finals["validation"]["answer"].tolist() == ["새봄제약에"]
-    assert finals["test"]["answer"].tolist() == ["990억 원", "누리바이오"]
+    assert answers["answer"].tolist() == ["새봄제약에"]
 
-    finals, decision = final_answers(generated, rows, TEMPLATE, "never", 0.5)
-    assert finals["test"]["answer"].tolist() == ["990억원", "누리바이오"]
+    test = pd.DataFrame({"id": ["t1", "t2"], "raw": ["990억원", "「누리바이오」"]})
+    test_rows = pd.DataFrame({"id": ["t1", "t2"], "context": [CONTEXT, CONTEXT]})
+    snapped = final_answers(test, test_rows, TEMPLATE, snap=True, aligner=aligner)
+    assert snapped["answer"].tolist() == ["990억 원", "누리바이오"]
+    plain = final_answers(test, test_rows, TEMPLATE, snap=False, aligner=aligner)
+    assert plain["answer"].tolist() == ["990억원", "누리바이오"]
 
 
-def test_final_answers_reject_ids_without_context() -> None:
-    generated = {"validation": pd.DataFrame({"id": ["v9"], "raw": ["x"]})}
-    rows = {"validation": pd.DataFrame({"id": ["v1"], "context": [CONTEXT], "answer": ["x"]})}
+def test_snapping_uses_the_cleaned_synonym_table() -> None:
+    context = "공정거래위원회는 한빛전자에 과징금을 부과했다."
+    options = CONFIG["clean"]
+    aligner = snap_aligner({"공정위": "공정거래위원회"}, options, min_f1=0.9)
+    assert snap_to_context("공정위", context, aligner) == "공정거래위원회"
+    assert snap_to_context("공정위", context, Aligner(min_f1=0.9)) == "공정위"
+    # written with full-width letters, which cleaning folds in the contexts too
+    full_width = snap_aligner({"ＡＢ전자": "한빛전자"}, options, min_f1=0.9)
+    assert snap_to_context("AB전자", context, full_width) == "한빛전자"
+
+
+def test_answers_for_ids_without_context_fail() -> None:
+    generated = pd.DataFrame({"id": ["v9"], "raw": ["x"]})
+    rows = pd.DataFrame({"id": ["v1"], "context": [CONTEXT]})
     with pytest.raises(ValueError, match=r"no context row: \['v9'\]"):
-        final_answers(generated, rows, TEMPLATE, "auto", 0.5)
+        final_answers(generated, rows, TEMPLATE, snap=True, aligner=Aligner())

@@ -13,7 +13,9 @@ def test_majority_wins() -> None:
 
 def test_answers_the_metric_cannot_tell_apart_vote_together() -> None:
     # "990억원" and "990억 원!" differ in spacing and ASCII punctuation only: one answer, two votes
-    assert vote(["990억원", "980억 원", "990억원!", "900억"]) == "990억원"
+    assert vote(["990억원", "980억 원", "990억 원!", "900억"]) == "990억원"
+    # character F1 ignores spaces: three votes for one answer against two, not 1, 1, 1 against 2
+    assert vote(["2015년 8월", "2015년8월", "2015 년8월", "2015년", "2015년"]) == "2015년 8월"
 
 
 def test_tie_goes_to_the_answer_closest_to_all_others() -> None:
@@ -70,6 +72,8 @@ def test_members_from_config() -> None:
         (_config(["lora", "dora"]), r"ensemble.members: \['dora'\] are not variants"),
         (_config(["lora", "lora"]), "names a variant twice"),
         (_config("all", ("lora", "ensemble")), "variants.ensemble: the name is reserved"),
+        # the ensemble's rule and output paths exist even when it is off
+        (_config(["lora"], ("lora", "ensemble")), "variants.ensemble: the name is reserved"),
         (
             {**_config(["lora"]), "submission": {"variant": "ensemble"}},
             "needs ensemble.members to name at least 2",

@@ -11,6 +11,7 @@ from koqa.metric import (
     exact_match,
     length_bucket,
     normalize_answer,
+    row_scores,
     score,
     score_by_length,
 )
@@ -93,7 +94,7 @@ def test_length_bucket_counts_the_characters_the_metric_compares(gold: str, buck
 def test_score_by_length_splits_the_rows() -> None:
     gold = {"a": "타임", "b": "2015년", "c": "용역 입찰담합", "d": "한빛"}
     predictions = {"a": "타임", "b": "2015년 8월", "c": "용역입찰담합"}
-    buckets = score_by_length(predictions, gold)
+    buckets = score_by_length(row_scores(predictions, gold), gold)
     assert list(buckets) == ["1-3", "4-6"]
     assert buckets["1-3"].n == 2 and buckets["1-3"].missing == 1
     assert buckets["1-3"].f1 == pytest.approx(0.5)

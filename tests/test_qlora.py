@@ -95,6 +95,12 @@ def test_koqa_turns_off_cpu_repacking_on_every_4bit_layer(tiny_task: TinyTask) -
     assert layers and not any(layer.support_avx512bf16_for_cpu for layer in layers)
 
 
+def test_4bit_layers_compute_in_the_dtype_asked_for(tiny_task: TinyTask) -> None:
+    model = load_base_model(tiny_task.base_dir, quantize_4bit=True, compute_dtype=torch.bfloat16)
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert layers and all(layer.compute_dtype == torch.bfloat16 for layer in layers)
+
+
 @pytest.mark.parametrize("repacking", [False, True])
 def test_the_guard_is_what_keeps_gradients_right_on_this_cpu(
     repacking: bool, tiny_task: TinyTask

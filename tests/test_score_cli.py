@@ -1,4 +1,5 @@
-"""Scoring files: the score command users run on their own CSVs, and the worst-predictions table."""
+"""Scoring files: the score command users run on their own CSVs, the raw gold answers validation is
+scored against, and the worst-predictions table."""
 
 import json
 import subprocess
@@ -7,11 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from koqa.evaluation import read_answers, worst_predictions
+from koqa import metric
+from koqa.clean import clean_table
+from koqa.evaluation import evaluate, raw_gold, read_answers, score_record
 from koqa.ingest import InputError
 from koqa.score_cli import main
 
+CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text(encoding="utf-8"))
 LABELLED = (
     "id,context,question,answer\n"
     'TRAIN_0,"맥락 하나\n둘째 줄",질문,타임\n'
@@ -64,16 +69,62 @@ def test_repeated_ids_are_an_error(tmp_path: Path) -> None:
 
 
 def test_worst_predictions_lowest_f1_first_with_context() -> None:
-    gold = pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "id": ["a", "b", "c", "d"],
             "context": ["ca", "cb", "cc", "cd"],
             "question": ["qa", "qb", "qc", "qd"],
-            "answer": ["타임", "2015년", "용역 입찰담합", "한빛"],
         }
     )
-    worst = worst_predictions({"a": "타임", "b": "2015년 8월", "c": "전혀"}, gold, count=3)
+    gold = {"a": "타임", "b": "2015년", "c": "용역 입찰담합", "d": "한빛"}
+    predictions = {"a": "타임", "b": "2015년 8월", "c": "전혀"}
+    record, worst = evaluate(predictions, gold, rows, count=3)
     assert worst["id"].tolist() == ["c", "d", "b"]  # 0 (longer gold first), 0 (missing), 0.83
     assert worst.columns.tolist() == ["id", "f1", "answer", "gold", "question", "context"]
     assert worst.loc[2, "f1"] == pytest.approx(0.8333, abs=1e-4)
-    assert worst.loc[0, "context"] == "cc"
+    assert worst.loc[0, "context"] == "cc" and worst.loc[0, "gold"] == "용역 입찰담합"
+    assert record == score_record(predictions, gold)
+
+
+def test_evaluate_scores_each_row_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(metric, "char_f1", lambda *pair: calls.append(pair) or 0.5)
+    rows = pd.DataFrame({"id": ["a", "b"], "question": ["q", "q"], "context": ["c", "c"]})
+    record, worst = evaluate({"a": "x", "b": "y"}, {"a": "x", "b": "z"}, rows)
+    assert len(calls) == 2
+    assert record["f1"] == 0.5 and record["by_length"]["1-3"]["f1"] == 0.5
+    assert worst["f1"].tolist() == [0.5, 0.5]
+
+
+def _raw_table(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["id", "context", "question", "answer"], dtype="string")
+    return frame.assign(answer_start=pd.NA, source_row=range(1, len(rows) + 1))
+
+
+def test_validation_is_scored_against_the_raw_answers() -> None:
+    raw = _raw_table(
+        [
+            ("T0", "잡지 “타임”이 보도했다.", "어느 잡지?", "“타임”"),
+            ("T1", "장보람 대표가 말했다.", "누가?", "장\u200b보람"),
+            ("T2", "장보람 대표가 말했다.", "누가?", "장보람"),  # merged into T1
+        ]
+    )
+    options = CONFIG["clean"] | {"synonyms": None}
+    kept = clean_table(raw, options, labelled=True).kept
+    assert kept["id"].tolist() == ["T0", "T1"]
+    assert kept["answer"].tolist() == ['"타임"', "장보람"]  # what cleaning leaves
+    predictions = {"T0": "타임", "T1": "장보람"}
+    cleaned = score_record(predictions, dict(zip(kept["id"], kept["answer"], strict=True)))
+    assert cleaned["f1"] == 1.0  # the overstatement the grader would not give
+
+    gold = raw_gold(kept, raw)
+    assert gold == {"T0": "“타임”", "T1": "장\u200b보람"}
+    record = score_record(predictions, gold)
+    assert record["f1"] == pytest.approx((2 / 3 + 6 / 7) / 2)  # “타임” 0.667, 장\u200b보람 0.857
+
+
+def test_raw_gold_needs_every_row_in_the_raw_table() -> None:
+    raw = _raw_table([("T0", "맥락", "질문", "답")])
+    rows = pd.DataFrame({"id": ["T0", "T9"], "answer": ["답", "답"]})
+    with pytest.raises(ValueError, match=r"no raw training row: ids \['T9'\]"):
+        raw_gold(rows, raw)

@@ -13,6 +13,7 @@ from koqa.submission import (
     choose_variant,
     draft_submission,
     leaderboard,
+    read_leaderboard,
 )
 
 IDS = ["TEST_0000", "TEST_0001", "TEST_0002"]
@@ -80,3 +81,19 @@ def test_leaderboard_sorted_and_best_chosen() -> None:
     assert choose_variant(board, "full") == "full"
     with pytest.raises(SubmissionError, match="not on the leaderboard"):
         choose_variant(board, "dora")
+
+
+def test_leaderboard_read_back_keeps_variant_names_that_look_like_values(tmp_path: Path) -> None:
+    rows = [
+        {"variant": name, "method": "lora", "f1": f1, "em": 0.0, "n": 3, "snap": False}
+        for name, f1 in (("1", 0.9), ("NA", 0.8), ("None", 0.7), ("nan", 0.6))
+    ]
+    rows.append({"variant": "ensemble", "method": "ensemble", "f1": 0.5, "em": 0.0, "n": 3})
+    path = tmp_path / "leaderboard.tsv"
+    write_csv(leaderboard(rows), path, sep="\t")
+    board = read_leaderboard(path)
+    assert board["variant"].tolist() == ["1", "NA", "None", "nan", "ensemble"]
+    assert choose_variant(board, "best") == "1"
+    assert choose_variant(board, "NA") == "NA"
+    assert board["snap"].isna().tolist() == [False] * 4 + [True]  # the ensemble has no snap
+    assert board["f1"].dtype == float

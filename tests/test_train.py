@@ -14,7 +14,7 @@ import torch
 from tiny_task import COMPANIES, TinyTask, encode, make_trainer, validation_f1
 
 from koqa.basemodel import load_base_model
-from koqa.train import answer_tokens, autocast_dtype, length_grouped_batches
+from koqa.train import answer_tokens, autocast_dtype, compute_dtype, length_grouped_batches
 from koqa.variants import METHODS
 
 TRAINABLE = [method for method in METHODS if method != "zeroshot"]
@@ -123,6 +123,21 @@ def test_early_stopping_keeps_the_best_weights(tiny_task: TinyTask, tmp_path: Pa
 )
 def test_autocast_dtype(device: str, precision: str, expected: torch.dtype | None) -> None:
     assert autocast_dtype(device, precision) is expected
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "expected"),
+    [
+        ("cpu", "auto", torch.float32),
+        ("cpu", "bf16", torch.bfloat16),
+        ("cuda:1", "fp16", torch.float16),  # a data-parallel worker's GPU
+        ("cuda:1", "fp32", torch.float32),
+    ],
+)
+def test_4bit_layers_compute_in_the_autocast_dtype(
+    device: str, precision: str, expected: torch.dtype
+) -> None:
+    assert compute_dtype(device, precision) is expected
 
 
 def test_fp16_on_the_cpu_is_refused() -> None:

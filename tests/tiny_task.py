@@ -201,6 +201,7 @@ def make_trainer(
     method: str,
     rows: pd.DataFrame | None = None,
     eval_rows: pd.DataFrame | None = None,
+    provenance: dict | None = None,
     **overrides: object,
 ) -> Trainer:
     """A Trainer for ``method`` on the task's base model (LoRA-family on every linear layer)."""
@@ -216,6 +217,7 @@ def make_trainer(
         task.tokenizer.eos_id,
         device="cpu",
         eval_rows=eval_rows,
+        provenance=provenance,
     )
 
 
