@@ -7,8 +7,8 @@ Needs a finished pipeline run (``--results``: its base model, the variant's adap
 validation and test shards). Both arms answer the same prompts (every validation and test row) with
 the same model and adapter, on the same device, in the same run, each in a fresh process:
 
-- koqa: the predict job's way, :func:`koqa.predict.prepare_for_inference` (adapter folded into the
-  weights) and :func:`koqa.predict.greedy_generate` (batches of ``--batch-size``, default the
+- koqa: the predict job's way, :func:`koqa.predict.generate.prepare_for_inference` (adapter folded into the
+  weights) and :func:`koqa.predict.generate.greedy_generate` (batches of ``--batch-size``, default the
   config's, each shared context run once, KV cache, stop at EOS or a newline), then decoding;
 - the baseline, as the contest's official baseline predicted: a transformers ``text-generation``
   pipeline called on one prompt text at a time, greedy, stopping at EOS only.
@@ -66,18 +66,18 @@ def _run_arm(args: argparse.Namespace) -> dict:
     import torch
     from transformers import PreTrainedTokenizerFast, pipeline
 
-    from koqa.adapters import load_variant
-    from koqa.answers import clean_answer, prompt_markers
-    from koqa.predict import (
+    from koqa.data.shards import read_shards
+    from koqa.data.tokenizer import load_text_tokenizer
+    from koqa.model.adapters import load_variant
+    from koqa.predict.answers import clean_answer, prompt_markers
+    from koqa.predict.generate import (
         decode_answers,
         greedy_generate,
         prepare_for_inference,
         stop_token_ids,
     )
-    from koqa.prediction_job import resolve_max_new_tokens
-    from koqa.shards import read_shards
-    from koqa.tokenizer import load_text_tokenizer
-    from koqa.train import peak_rss_mb
+    from koqa.predict.job import resolve_max_new_tokens
+    from koqa.train.loop import peak_rss_mb
 
     config = yaml.safe_load(args.config.read_text(encoding="utf-8"))
     batch_size = args.batch_size or config["predict"]["batch_size"]

@@ -9,7 +9,7 @@ their questions, like the real data. The tokenizer is the pipeline's tiny byte-l
 
 Measured, in one run, on the same rows:
 
-- koqa: :func:`koqa.clean.clean_table` + :func:`koqa.shards.encode_rows` + :func:`write_shards`;
+- koqa: :func:`koqa.data.clean.clean_table` + :func:`koqa.data.shards.encode_rows` + :func:`write_shards`;
 - the baseline: a naive per-row Python loop doing the same steps with the same building blocks
   (cleaning steps, aligner, tokenizer): clean the row's three fields, drop it if empty or a
   repeated context and question, align, tokenize context, question and answer, cut, write.
@@ -32,16 +32,16 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
-from koqa.align import Aligner
-from koqa.basemodel import train_bpe_tokenizer
-from koqa.clean import clean_table
+from koqa.data.align import Aligner
+from koqa.data.clean import clean_table
+from koqa.data.ingest import read_records
+from koqa.data.prompt import PromptLayout, build_layout
+from koqa.data.shards import IGNORE_INDEX, SCHEMA, context_window, encode_rows, write_shards
+from koqa.data.synonyms import load_synonyms
+from koqa.data.textnorm import build_steps, clean_text
+from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
 from koqa.files import write_json
-from koqa.ingest import read_records
-from koqa.prompt import PromptLayout, build_layout
-from koqa.shards import IGNORE_INDEX, SCHEMA, context_window, encode_rows, write_shards
-from koqa.synonyms import load_synonyms
-from koqa.textnorm import build_steps, clean_text
-from koqa.tokenizer import TextTokenizer, load_text_tokenizer
+from koqa.model.basemodel import train_bpe_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 DACON_ROWS = 33_716

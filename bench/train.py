@@ -11,7 +11,7 @@ The model is the default config's tiny Llama with LoRA (r 16 on every linear lay
 Measured, in one run, on the same rows, one epoch each (every row processed once, so both arms do
 the same useful work), the arms alternating ``--repeats`` times (the best time of each counts):
 
-- koqa: :class:`koqa.train.Trainer` (length-grouped batches from the token counts);
+- koqa: :class:`koqa.train.loop.Trainer` (length-grouped batches from the token counts);
 - the baseline: ``transformers.Trainer`` with its defaults: random order, each batch padded to its
   longest row (``DataCollatorForSeq2Seq``), same batch size, learning rate and clipping.
 
@@ -39,15 +39,15 @@ import yaml
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerFast, TrainingArguments
 from transformers import Trainer as HFTrainer
 
-from koqa.adapters import trainable_model
-from koqa.basemodel import build_tiny_llama, load_base_model, train_bpe_tokenizer
+from koqa.data.ingest import read_records
+from koqa.data.prompt import build_layout
+from koqa.data.shards import encode_rows
+from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
 from koqa.files import write_json
-from koqa.ingest import read_records
-from koqa.prompt import build_layout
-from koqa.shards import encode_rows
-from koqa.tokenizer import TextTokenizer, load_text_tokenizer
-from koqa.train import Trainer, peak_rss_mb
-from koqa.variants import METHODS, resolve_variant
+from koqa.model.adapters import trainable_model
+from koqa.model.basemodel import build_tiny_llama, load_base_model, train_bpe_tokenizer
+from koqa.train.loop import Trainer, peak_rss_mb
+from koqa.train.variants import METHODS, resolve_variant
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 11

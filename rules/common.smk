@@ -2,7 +2,7 @@
 
 import os
 
-from koqa.variants import check_all, resolve_variant
+from koqa.train.variants import check_all, resolve_variant
 
 check_all(config)
 

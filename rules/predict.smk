@@ -1,11 +1,11 @@
 # Prediction: batched greedy generation per variant and split, post-processing and snapping to the
 # context (decided per variant on validation), and the ensemble's majority vote.
 
-from koqa.ensemble import ensemble_members
+from koqa.predict.ensemble import ensemble_members
 
 ENSEMBLE_MEMBERS = ensemble_members(config)
 # Everything that gets scored, ranked and may be submitted: the variants and the ensemble (named
-# "ensemble", koqa.ensemble.NAME).
+# "ensemble", koqa.predict.ensemble.NAME).
 SCORED = [*VARIANTS, "ensemble"] if ENSEMBLE_MEMBERS else VARIANTS
 
 # The predict settings that change the generated text, so that a change reruns prediction: the

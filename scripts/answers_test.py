@@ -3,10 +3,10 @@ variant's validation decision (snap.json) says so."""
 
 import pandas as pd
 
-from koqa.answers import final_answers, snap_aligner
+from koqa.data.synonyms import load_synonyms
 from koqa.files import read_json, write_csv
+from koqa.predict.answers import final_answers, snap_aligner
 from koqa.runtime import configure_job, job_log
-from koqa.synonyms import load_synonyms
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:

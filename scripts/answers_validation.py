@@ -3,11 +3,11 @@ the raw gold answers, whether snapping to the context raises F1."""
 
 import pandas as pd
 
-from koqa.answers import snap_aligner, validation_answers
-from koqa.evaluation import raw_gold
+from koqa.data.synonyms import load_synonyms
 from koqa.files import write_csv, write_json
+from koqa.predict.answers import snap_aligner, validation_answers
 from koqa.runtime import configure_job, job_log
-from koqa.synonyms import load_synonyms
+from koqa.score.evaluation import raw_gold
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:

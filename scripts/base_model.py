@@ -6,8 +6,8 @@ from koqa.runtime import configure_job, job_log
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
-    from koqa.basemodel import build_tiny_llama, pretrain, train_bpe_tokenizer
     from koqa.files import atomic_path, write_json
+    from koqa.model.basemodel import build_tiny_llama, pretrain, train_bpe_tokenizer
 
     settings = snakemake.params.settings
     rows = pd.read_parquet(snakemake.input[0])

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from koqa.clean import clean_table
+from koqa.data.clean import clean_table
+from koqa.data.synonyms import load_synonyms
 from koqa.files import write_json, write_parquet
 from koqa.runtime import configure_job, job_log
-from koqa.synonyms import load_synonyms
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:

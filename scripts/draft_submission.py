@@ -4,7 +4,7 @@ import pandas as pd
 
 from koqa.files import write_csv
 from koqa.runtime import configure_job, job_log
-from koqa.submission import (
+from koqa.score.submission import (
     choose_variant,
     draft_submission,
     read_leaderboard,

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from koqa.ensemble import ensemble_answers
 from koqa.files import write_csv
+from koqa.predict.ensemble import ensemble_answers
 from koqa.runtime import configure_job, job_log
 
 configure_job(snakemake.threads)

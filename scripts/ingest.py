@@ -1,9 +1,9 @@
 """Rule ingest: one raw file (any supported shape) -> a uniform Parquet table."""
 
+from koqa.data.ingest import check_sample_ids, read_records
 from koqa.files import write_parquet
-from koqa.ingest import check_sample_ids, read_records
 from koqa.runtime import configure_job, job_log
-from koqa.submission import read_sample_ids
+from koqa.score.submission import read_sample_ids
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:

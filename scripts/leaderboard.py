@@ -1,9 +1,9 @@
 """Rule leaderboard: every variant's (and the ensemble's) validation score and costs, best first."""
 
-from koqa.ensemble import NAME as ENSEMBLE
 from koqa.files import read_json, write_csv
+from koqa.predict.ensemble import NAME as ENSEMBLE
 from koqa.runtime import configure_job, job_log
-from koqa.submission import leaderboard
+from koqa.score.submission import leaderboard
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from koqa.plots import plot_loss_curves
+from koqa.report.plots import plot_loss_curves
 from koqa.runtime import configure_job, job_log
 
 configure_job(snakemake.threads)

@@ -1,9 +1,9 @@
 """Rule plot_scores: F1 by variant, by answer length, and with and without snapping."""
 
 from koqa.files import read_json
-from koqa.plots import plot_f1_by_length, plot_f1_by_variant, plot_snapping
+from koqa.report.plots import plot_f1_by_length, plot_f1_by_variant, plot_snapping
 from koqa.runtime import configure_job, job_log
-from koqa.submission import read_leaderboard
+from koqa.score.submission import read_leaderboard
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]):

@@ -4,12 +4,12 @@ A Hub id is looked up in the local cache (the tokenize job, upstream, downloaded
 
 from pathlib import Path
 
-from koqa.modelpath import resolve_model_dir
+from koqa.model.modelpath import resolve_model_dir
 from koqa.runtime import configure_job, job_log
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
-    from koqa.prediction_job import run_prediction
+    from koqa.predict.job import run_prediction
 
     timing = run_prediction(
         variant_dir=Path(snakemake.input.adapter),

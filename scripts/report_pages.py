@@ -1,9 +1,9 @@
 """Rule report_pages: the leaderboard, cleaning report and data statistics as HTML for the report."""
 
 from koqa.files import read_json
-from koqa.reporting import write_record_page, write_table_page
+from koqa.report.pages import write_record_page, write_table_page
 from koqa.runtime import configure_job, job_log
-from koqa.submission import read_leaderboard
+from koqa.score.submission import read_leaderboard
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]):

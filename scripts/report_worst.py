@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from koqa.reporting import write_table_page
+from koqa.report.pages import write_table_page
 from koqa.runtime import configure_job, job_log
 
 configure_job(snakemake.threads)

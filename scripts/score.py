@@ -4,9 +4,9 @@ predictions for error analysis."""
 
 import pandas as pd
 
-from koqa.evaluation import evaluate, raw_gold, read_answers
 from koqa.files import write_csv, write_json
 from koqa.runtime import configure_job, job_log
+from koqa.score.evaluation import evaluate, raw_gold, read_answers
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
+from koqa.data.split import split_by_context
 from koqa.files import write_parquet
 from koqa.runtime import configure_job, job_log
-from koqa.split import split_by_context
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from koqa import stats
+from koqa.data import stats
 from koqa.files import write_json
 from koqa.runtime import configure_job, job_log
 

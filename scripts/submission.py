@@ -5,7 +5,7 @@ import shutil
 
 from koqa.files import atomic_path
 from koqa.runtime import configure_job, job_log
-from koqa.submission import check_submission_file, read_sample_ids
+from koqa.score.submission import check_submission_file, read_sample_ids
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:

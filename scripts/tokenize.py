@@ -3,11 +3,11 @@
 import pandas as pd
 import pyarrow.compute as pc
 
-from koqa.modelpath import resolve_model_dir
-from koqa.prompt import build_layout
+from koqa.data.prompt import build_layout
+from koqa.data.shards import encode_rows, write_shards
+from koqa.data.tokenizer import load_text_tokenizer
+from koqa.model.modelpath import resolve_model_dir
 from koqa.runtime import configure_job, job_log
-from koqa.shards import encode_rows, write_shards
-from koqa.tokenizer import load_text_tokenizer
 
 configure_job(snakemake.threads, snakemake.params.allow_download)
 with job_log(snakemake.log[0]) as log:

@@ -3,7 +3,7 @@
 Given more than one GPU, the job trains data-parallel: one torchrun worker per GPU. A Hub id is
 looked up in the local cache (the tokenize job, upstream, downloaded it if that is allowed)."""
 
-from koqa.modelpath import resolve_model_dir
+from koqa.model.modelpath import resolve_model_dir
 from koqa.runtime import configure_job, job_log
 
 settings = snakemake.params.settings
@@ -27,11 +27,11 @@ with job_log(snakemake.log[0]) as log:
     }
     gpus = int(snakemake.resources.get("gpu", 0))
     if gpus > 1 and settings["method"] != "zeroshot":
-        from koqa.distributed import launch
+        from koqa.train.distributed import launch
 
         log.info("training on %d GPUs, one process each", gpus)
         launch(job, nproc=gpus, threads=snakemake.threads)
     else:
-        from koqa.training_job import run_training
+        from koqa.train.job import run_training
 
         log.info("summary: %s", run_training(**job))

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from koqa.report_check import find_chromium
+from koqa.report.check import find_chromium
 
 
 def require_chromium() -> str:

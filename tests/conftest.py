@@ -16,7 +16,7 @@ KOREAN_TEXT = [
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from koqa.basemodel import train_bpe_tokenizer
+    from koqa.model.basemodel import train_bpe_tokenizer
 
     path = tmp_path_factory.mktemp("tokenizer")
     train_bpe_tokenizer(KOREAN_TEXT, vocab_size=400).save_pretrained(path)

@@ -11,10 +11,10 @@ import torch
 from tiny_task import TinyTask, encode, generate, make_trainer, settings
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from koqa.adapters import check_target_modules, load_variant, save_variant, trainable_model
-from koqa.basemodel import load_base_model
-from koqa.training_job import run_training
-from koqa.variants import METHODS, VariantError
+from koqa.model.adapters import check_target_modules, load_variant, save_variant, trainable_model
+from koqa.model.basemodel import load_base_model
+from koqa.train.job import run_training
+from koqa.train.variants import METHODS, VariantError
 
 SHORT = {"epochs": 1, "batch_size": 16}  # 6 steps
 

@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from koqa.align import Aligner, align_answer
-from koqa.numbers import number_value
+from koqa.data.align import Aligner, align_answer
+from koqa.data.numbers import number_value
 
 CONTEXT = (
     "한빛전자는 1억 8천만 원 규모의 용역 입찰담합으로 3,500억 원의 과징금을 공정거래위원회로부터 "

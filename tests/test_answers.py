@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from koqa.align import Aligner
-from koqa.answers import (
+from koqa.data.align import Aligner
+from koqa.predict.answers import (
     clean_answer,
     final_answers,
     prompt_markers,

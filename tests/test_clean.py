@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from input_files import csv_text, write_file
 
-from koqa.clean import clean_table
-from koqa.ingest import read_records
-from koqa.textnorm import (
+from koqa.data.clean import clean_table
+from koqa.data.ingest import read_records
+from koqa.data.textnorm import (
     SPECIAL_CLASSES,
     build_steps,
     clean_text,

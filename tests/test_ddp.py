@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from tiny_task import TinyTask, settings
 
-from koqa.distributed import launch
-from koqa.training_job import run_training
+from koqa.train.distributed import launch
+from koqa.train.job import run_training
 
 
 def _job(task: TinyTask, out: Path, grad_accum: int) -> dict:

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from koqa.ensemble import EnsembleError, ensemble_answers, ensemble_members, vote
-from koqa.metric import char_f1
+from koqa.predict.ensemble import EnsembleError, ensemble_answers, ensemble_members, vote
+from koqa.score.metric import char_f1
 
 
 def test_majority_wins() -> None:

@@ -14,18 +14,18 @@ import torch
 from tiny_task import ARCH
 from transformers import PreTrainedTokenizerFast
 
-from koqa.adapters import MANIFEST, load_variant, trainable_model
-from koqa.basemodel import build_tiny_llama, load_base_model, pretrain
+from koqa.data.tokenizer import load_text_tokenizer
 from koqa.files import write_json
-from koqa.predict import (
+from koqa.model.adapters import MANIFEST, load_variant, trainable_model
+from koqa.model.basemodel import build_tiny_llama, load_base_model, pretrain
+from koqa.predict.generate import (
     MIN_SHARED_TOKENS,
     greedy_generate,
     prefix_groups,
     prepare_for_inference,
     stop_token_ids,
 )
-from koqa.tokenizer import load_text_tokenizer
-from koqa.variants import METHODS, resolve_variant
+from koqa.train.variants import METHODS, resolve_variant
 
 MAX_NEW_TOKENS = 10
 # A short pretraining on these makes the model stop the way real answers do: at EOS after a

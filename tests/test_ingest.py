@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from input_files import csv_text, write_file
 
-from koqa.ingest import InputError, check_sample_ids, read_records
+from koqa.data.ingest import InputError, check_sample_ids, read_records
 
 ROWS = [
     {"id": "A1", "context": "한빛전자는\n성장했다.", "question": "어디?", "answer": "한빛전자"},

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from koqa.metric import (
+from koqa.score.metric import (
     char_f1,
     exact_match,
     length_bucket,

@@ -14,8 +14,8 @@ from huggingface_hub import constants
 from huggingface_hub.utils import filter_repo_objects
 from tiny_task import CONFIG, TinyTask, settings
 
-from koqa.basemodel import load_base_model
-from koqa.modelpath import model_file_patterns, model_fingerprint, resolve_model_dir
+from koqa.model.basemodel import load_base_model
+from koqa.model.modelpath import model_file_patterns, model_fingerprint, resolve_model_dir
 
 ROOT = Path(__file__).parents[1]
 HUB_ID = "koqa-test/Tiny-Llama-0.5"  # a dot, as in Qwen/Qwen2.5-0.5B-Instruct

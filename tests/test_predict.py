@@ -6,7 +6,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from koqa.predict import (
+from koqa.data.shards import write_shards
+from koqa.data.tokenizer import load_text_tokenizer
+from koqa.predict.generate import (
     answer_token_budget,
     cut_at_stop,
     left_pad,
@@ -14,9 +16,7 @@ from koqa.predict import (
     prefix_groups,
     stop_token_ids,
 )
-from koqa.prediction_job import resolve_max_new_tokens
-from koqa.shards import write_shards
-from koqa.tokenizer import load_text_tokenizer
+from koqa.predict.job import resolve_max_new_tokens
 
 
 def test_budget_is_a_high_quantile_of_answer_lengths_plus_margin() -> None:

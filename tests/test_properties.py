@@ -5,10 +5,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_clean import OPTIONS as DEFAULT_CLEAN
 
-from koqa.align import Aligner
-from koqa.clean import clean_table
-from koqa.metric import char_f1
-from koqa.textnorm import SPECIAL_CLASSES, build_steps, clean_text
+from koqa.data.align import Aligner
+from koqa.data.clean import clean_table
+from koqa.data.textnorm import SPECIAL_CLASSES, build_steps, clean_text
+from koqa.score.metric import char_f1
 
 # Characters real Korean news text and its noise are made of, and the troublemakers of Unicode.
 ALPHABET = st.one_of(

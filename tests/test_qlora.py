@@ -3,7 +3,7 @@ weights, before and after a generate/evaluation pass on the same model.
 
 The hazard (field-notes.md): bitsandbytes 0.50 on CPUs with AVX512-BF16 repacks 4-bit weights for an
 inference-only kernel after any no-grad forward, after which LoRA gradients are silently wrong.
-``koqa.basemodel.load_base_model`` turns the repacking off; the last test shows, on this machine's
+``koqa.model.basemodel.load_base_model`` turns the repacking off; the last test shows, on this machine's
 CPU, whether the guard is what keeps the first test passing.
 """
 
@@ -13,8 +13,8 @@ import torch
 from bitsandbytes.functional import dequantize_4bit, has_avx512bf16
 from tiny_task import TinyTask, settings
 
-from koqa.adapters import trainable_model
-from koqa.basemodel import load_base_model
+from koqa.model.adapters import trainable_model
+from koqa.model.basemodel import load_base_model
 
 LORA = {
     "r": 4,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from koqa.clean import clean_table
-from koqa.ingest import read_records
-from koqa.synonyms import load_synonyms
+from koqa.data.clean import clean_table
+from koqa.data.ingest import read_records
+from koqa.data.synonyms import load_synonyms
 
 REPO = Path(__file__).resolve().parents[1]
 KORQUAD = REPO / "../shared/data/korquad/KorQuAD_v1.0_dev.json"

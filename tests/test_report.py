@@ -11,7 +11,7 @@ import yaml
 from browser import require_chromium
 from workflow_util import REPO, run_snakemake, snakemake_ok
 
-from koqa.report_check import check_report
+from koqa.report.check import check_report
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from browser import require_chromium
 
-from koqa.plots import plot_f1_by_length, plot_f1_by_variant, plot_loss_curves, plot_snapping
-from koqa.report_check import ReportCheckError, check_report, probe_report
-from koqa.reporting import record_html, write_record_page, write_table_page
+from koqa.report.check import ReportCheckError, check_report, probe_report
+from koqa.report.pages import record_html, write_record_page, write_table_page
+from koqa.report.plots import plot_f1_by_length, plot_f1_by_variant, plot_loss_curves, plot_snapping
 
 SVG = "{http://www.w3.org/2000/svg}"
 BOARD = pd.DataFrame(

@@ -18,9 +18,9 @@ import pytest
 import torch
 from tiny_task import TinyTask, encode, make_trainer, settings
 
-from koqa.basemodel import load_base_model
-from koqa.train import CHECKPOINT
-from koqa.training_job import run_training, training_provenance
+from koqa.model.basemodel import load_base_model
+from koqa.train.job import run_training, training_provenance
+from koqa.train.loop import CHECKPOINT
 
 # LoRA with dropout (the RNG state must be restored) and validation (so must the best weights).
 VARIANT = {"epochs": 4, "batch_size": 4, "checkpoint_every": 3, "eval_every": 10}
@@ -31,7 +31,7 @@ def _job(task: TinyTask, out: Path) -> dict:
 
 
 def _start_and_kill_after_first_checkpoint(job: dict, workdir: Path) -> int:
-    """Run the job in a child process (``python -m koqa.training_job``), SIGKILL it as soon as a
+    """Run the job in a child process (``python -m koqa.train.job``), SIGKILL it as soon as a
     checkpoint exists; return the step of the checkpoint it left."""
     job_file = workdir / "job.json"
     job_file.write_text(json.dumps(job), encoding="utf-8")
@@ -39,7 +39,7 @@ def _start_and_kill_after_first_checkpoint(job: dict, workdir: Path) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "TQDM_DISABLE": "1"}
     with open(workdir / "child.log", "w") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "koqa.training_job", str(job_file)],
+            [sys.executable, "-m", "koqa.train.job", str(job_file)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from koqa import metric
-from koqa.clean import clean_table
-from koqa.evaluation import evaluate, raw_gold, read_answers, score_record
-from koqa.ingest import InputError
-from koqa.score_cli import main
+from koqa.data.clean import clean_table
+from koqa.data.ingest import InputError
+from koqa.score import metric
+from koqa.score.cli import main
+from koqa.score.evaluation import evaluate, raw_gold, read_answers, score_record
 
 CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text(encoding="utf-8"))
 LABELLED = (
@@ -53,7 +53,7 @@ def test_the_console_command_reports_bad_input(tmp_path: Path, labelled: Path) -
     predictions = tmp_path / "mine.csv"
     predictions.write_text("id,prediction\nTRAIN_0,타임\n", encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "koqa.score_cli", str(predictions), str(labelled)],
+        [sys.executable, "-m", "koqa.score.cli", str(predictions), str(labelled)],
         capture_output=True,
         text=True,
     )

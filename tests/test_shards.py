@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from koqa.prompt import build_layout
-from koqa.shards import IGNORE_INDEX, encode_rows, read_shards, write_shards
-from koqa.tokenizer import TextTokenizer, load_text_tokenizer
+from koqa.data.prompt import build_layout
+from koqa.data.shards import IGNORE_INDEX, encode_rows, read_shards, write_shards
+from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
 
 TEMPLATE = "맥락: {context}\n질문: {question}\n답변:"
 CHATML = (

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from koqa.split import split_by_context
+from koqa.data.split import split_by_context
 
 
 def _frame(n_contexts: int = 40, per_context: int = 3) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from koqa import stats
+from koqa.data import stats
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

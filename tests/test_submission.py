@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from koqa.files import write_csv
-from koqa.submission import (
+from koqa.score.submission import (
     SubmissionError,
     check_submission_file,
     choose_variant,

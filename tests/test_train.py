@@ -13,9 +13,9 @@ import pytest
 import torch
 from tiny_task import COMPANIES, TinyTask, encode, make_trainer, validation_f1
 
-from koqa.basemodel import load_base_model
-from koqa.train import answer_tokens, autocast_dtype, compute_dtype, length_grouped_batches
-from koqa.variants import METHODS
+from koqa.model.basemodel import load_base_model
+from koqa.train.loop import answer_tokens, autocast_dtype, compute_dtype, length_grouped_batches
+from koqa.train.variants import METHODS
 
 TRAINABLE = [method for method in METHODS if method != "zeroshot"]
 MARGIN = 0.4  # validation F1 over zeroshot that counts as having learned the task

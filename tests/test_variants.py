@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from koqa.variants import (
+from koqa.train.variants import (
     METHODS,
     VariantError,
     check_all,

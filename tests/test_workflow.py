@@ -14,7 +14,7 @@ import pytest
 import yaml
 from workflow_util import REPO, snakemake_ok
 
-from koqa.submission import read_sample_ids
+from koqa.score.submission import read_sample_ids
 
 pytestmark = pytest.mark.slow
 

@@ -21,12 +21,12 @@ import pyarrow.parquet as pq
 import torch
 import yaml
 
-from koqa.adapters import trainable_model
-from koqa.basemodel import build_tiny_llama, load_base_model, pretrain, train_bpe_tokenizer
-from koqa.metric import char_f1
-from koqa.tokenizer import TextTokenizer, load_text_tokenizer
-from koqa.train import Trainer
-from koqa.variants import check_variant, resolve_variant
+from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
+from koqa.model.adapters import trainable_model
+from koqa.model.basemodel import build_tiny_llama, load_base_model, pretrain, train_bpe_tokenizer
+from koqa.score.metric import char_f1
+from koqa.train.loop import Trainer
+from koqa.train.variants import check_variant, resolve_variant
 
 COMPANIES = {
     "한빛전자": "서울",
@@ -100,7 +100,7 @@ def encode(frame: pd.DataFrame, tokenizer: TextTokenizer) -> pd.DataFrame:
 
 
 def write_shard_dir(rows: pd.DataFrame, path: Path) -> Path:
-    """One Parquet shard, as ``koqa.shards.read_shards`` expects."""
+    """One Parquet shard, as ``koqa.data.shards.read_shards`` expects."""
     path.mkdir(parents=True)
     pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), path / "part-00000.parquet")
     return path
@@ -118,7 +118,7 @@ class TinyTask:
     validation_dir: Path
 
     def job(self, variant: dict, out: Path) -> dict:
-        """Arguments of ``koqa.training_job.run_training`` for ``variant``, writing below ``out``."""
+        """Arguments of ``koqa.train.job.run_training`` for ``variant``, writing below ``out``."""
         return {
             "settings": variant,
             "shard_dir": str(self.train_dir),

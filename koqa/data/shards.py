@@ -1,7 +1,7 @@
 """Turn cleaned rows into token ids with answer-only labels, stored as Parquet shards.
 
 A row becomes ``[bos] prefix context suffix | separator answer eos`` where ``prefix``, ``suffix``
-(with the question) and ``separator`` come from the prompt layout (:mod:`koqa.prompt`). Prompt
+(with the question) and ``separator`` come from the prompt layout (:mod:`koqa.data.prompt`). Prompt
 tokens get the label -100, so the loss covers only the answer and the EOS token.
 
 Truncation, when a row is longer than ``max_seq_len``: only the context is cut. For training rows
@@ -32,9 +32,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from koqa.data.prompt import PromptLayout
+from koqa.data.tokenizer import TextTokenizer
 from koqa.files import atomic_path
-from koqa.prompt import PromptLayout
-from koqa.tokenizer import TextTokenizer
 
 IGNORE_INDEX = -100
 SCHEMA = pa.schema(

@@ -1,6 +1,6 @@
 """Check that a Snakemake report renders in a real browser (headless Chromium).
 
-    python -m koqa.report_check results/report.html [--screenshots DIR]
+    python -m koqa.report.check results/report.html [--screenshots DIR]
 
 The report is a single-page app whose items are embedded as data URIs. A copy of it gets a script
 that loads every embedded image in the browser (an image that cannot be drawn fails to load or has
@@ -146,7 +146,7 @@ def check_report(report: Path, browser: str, screenshots: Path | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m koqa.report_check", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m koqa.report.check", description=__doc__)
     parser.add_argument("report", type=Path)
     parser.add_argument(
         "--screenshots", type=Path, help="also save a screenshot of every item here"

@@ -4,7 +4,7 @@ Per split (train, validation, test): rows and contexts; character lengths of con
 answer; token lengths of the tokenized examples (max and percentiles, before and after truncation);
 sentences per context; answer word counts; how often the answer is found in its context and by
 which alignment method. Over all splits: the most frequent special characters (anything that is not
-a letter, digit or space) and the counts per special-character class of :mod:`koqa.textnorm`.
+a letter, digit or space) and the counts per special-character class of :mod:`koqa.data.textnorm`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from koqa.align import METHODS
+from koqa.data.align import METHODS
+from koqa.data.textnorm import SPECIAL_CLASSES
 from koqa.files import atomic_path
-from koqa.plots import new_figure
-from koqa.textnorm import SPECIAL_CLASSES
+from koqa.report.plots import new_figure
 
 PERCENTILES = (50, 90, 95, 99)
 TOP_SPECIAL_CHARS = 30

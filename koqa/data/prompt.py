@@ -9,7 +9,7 @@ A chat template that reads the date gets none, so it falls back to its fixed def
 reproducible.
 
 Either way the layout is ``[bos] prefix | context | suffix(question) | separator answer eos``: the
-context sits between two fixed texts, so :mod:`koqa.shards` can cut only the context when a row is
+context sits between two fixed texts, so :mod:`koqa.data.shards` can cut only the context when a row is
 too long.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from koqa.tokenizer import TextTokenizer
+from koqa.data.tokenizer import TextTokenizer
 
 # Placeholders for the context and the question while a template is rendered (Unicode private use).
 _CONTEXT, _QUESTION = "\ue010", "\ue011"

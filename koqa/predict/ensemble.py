@@ -1,7 +1,7 @@
 """The ensemble: a majority vote over chosen variants' answers (the contest's 2nd-place scheme).
 
 For each question every member casts its answer; answers that character F1 cannot tell apart (the
-same characters in the same order after :func:`koqa.metric.normalize_answer`, spaces ignored:
+same characters in the same order after :func:`koqa.score.metric.normalize_answer`, spaces ignored:
 ``2015년 8월`` and ``2015년8월``) count as one. The answer with most votes wins. A tie is
 broken by the answer whose summed character F1 against all members' answers is highest, then by
 member order. Empty answers abstain (an answer is better than none); if every member is empty the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from koqa.metric import answer_chars, char_f1
+from koqa.score.metric import answer_chars, char_f1
 
 NAME = "ensemble"
 

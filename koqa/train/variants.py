@@ -3,7 +3,7 @@
 Pure Python (no torch) so the Snakefile can check every variant before any job starts. A variant
 names its ``method``; several variants may share one method with different settings
 (``lora_r8``, ``lora_r64``). Checks that need the model itself (do the target modules exist?) run
-at the start of the training job, in :mod:`koqa.adapters`.
+at the start of the training job, in :mod:`koqa.model.adapters`.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from koqa.align import METHODS, Aligner
-from koqa.textnorm import Step, build_steps, clean_text
+from koqa.data.align import METHODS, Aligner
+from koqa.data.textnorm import Step, build_steps, clean_text
 
 TEXT_FIELDS = ("context", "question", "answer")
 # conflicts the report lists one by one (when merging, the dropped rows hold all of them)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from koqa.ingest import InputError, parse_csv, read_text
+from koqa.data.ingest import InputError, parse_csv, read_text
 
 LEADERBOARD_COLUMNS = [
     "variant",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from koqa.ingest import InputError, read_text
+from koqa.data.ingest import InputError, read_text
 
 
 def parse_synonyms(path: str | Path, text: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ whitespace.
 
 Snapping (optional, decided per variant on validation): replace an answer that is not a substring of
 its context by the context span it matches best, using the alignment that cleaning uses for training
-answers, synonym table included (see :mod:`koqa.align`). A model that copies a span but garbles a
+answers, synonym table included (see :mod:`koqa.data.align`). A model that copies a span but garbles a
 character gets the span back; a model that paraphrases correctly can lose characters, so whether
 snapping helps is measured on the validation split against the raw gold answers and, with
 ``snap: auto``, used only where it raises F1; the other splits follow that decision.
@@ -21,10 +21,10 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from koqa.align import Aligner
-from koqa.clean import clean_synonyms
-from koqa.metric import Score, score
-from koqa.textnorm import build_steps
+from koqa.data.align import Aligner
+from koqa.data.clean import clean_synonyms
+from koqa.data.textnorm import build_steps
+from koqa.score.metric import Score, score
 
 SNAP_POLICIES = ("auto", "always", "never")
 _PAIRS = {

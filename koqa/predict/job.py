@@ -2,7 +2,7 @@
 
 Writes ``{split}.generated.csv`` with ``id`` and ``raw`` (the decoded generation, up to its stop
 token), and a timing JSON (``seconds`` of generation, ``load_seconds`` of loading). Post-processing,
-snapping and the final ``{split}.csv`` are the ``answers`` rule's job (:mod:`koqa.answers`).
+snapping and the final ``{split}.csv`` are the ``answers`` rule's job (:mod:`koqa.predict.answers`).
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from koqa.adapters import load_variant
+from koqa.data.shards import read_shards
+from koqa.data.tokenizer import load_text_tokenizer
 from koqa.files import write_csv, write_json
-from koqa.predict import (
+from koqa.model.adapters import load_variant
+from koqa.predict.generate import (
     answer_token_budget,
     decode_answers,
     greedy_generate,
     prepare_for_inference,
     stop_token_ids,
 )
-from koqa.shards import read_shards
-from koqa.tokenizer import load_text_tokenizer
-from koqa.train import pick_device
+from koqa.train.loop import pick_device
 
 log = logging.getLogger("koqa")
 

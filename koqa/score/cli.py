@@ -1,7 +1,7 @@
 """Score any ``id,answer`` CSV against a labelled CSV with the competition metric.
 
     koqa-score predictions.csv labelled.csv [--json score.json]
-    python -m koqa.score_cli predictions.csv labelled.csv
+    python -m koqa.score.cli predictions.csv labelled.csv
 
 The labelled file needs ``id`` and ``answer`` columns (a Dacon ``train.csv`` works as is). Every
 labelled row counts; a missing prediction scores 0; predictions for unknown ids are ignored and
@@ -14,9 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from koqa.evaluation import read_answers, score_record
+from koqa.data.ingest import InputError
 from koqa.files import write_json
-from koqa.ingest import InputError
+from koqa.score.evaluation import read_answers, score_record
 
 
 def _parser() -> argparse.ArgumentParser:

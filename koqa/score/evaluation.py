@@ -1,7 +1,7 @@
 """Scoring files: read ``id,answer`` CSVs safely, take the gold answers as the grader has them,
 build the score record and list the worst predictions.
 
-The metric itself is :mod:`koqa.metric`; this module is the layer that reads and writes tables.
+The metric itself is :mod:`koqa.score.metric`; this module is the layer that reads and writes tables.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from koqa.ingest import InputError, parse_csv, read_text
-from koqa.metric import RowScore, mean_score, row_scores, score_by_length
+from koqa.data.ingest import InputError, parse_csv, read_text
+from koqa.score.metric import RowScore, mean_score, row_scores, score_by_length
 
 WORST_COLUMNS = ["id", "f1", "answer", "gold", "question", "context"]
 

@@ -116,7 +116,7 @@ def launch(job: dict, nproc: int, threads: int) -> None:
             "--standalone",
             f"--nproc-per-node={nproc}",
             "-m",
-            "koqa.training_job",
+            "koqa.train.job",
             str(job_file),
         ]
         result = subprocess.run(

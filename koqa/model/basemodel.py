@@ -23,7 +23,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from koqa.train import lr_factor
+from koqa.train.loop import lr_factor
 
 log = logging.getLogger("koqa")
 SPECIAL_TOKENS = {
@@ -115,7 +115,7 @@ def load_base_model(
     device: str = "cpu",
 ) -> PreTrainedModel:
     """Load a causal LM from a local directory of safetensors weights (4-bit NF4 for QLoRA, its
-    layers computing in ``compute_dtype``: see :func:`koqa.train.compute_dtype`)."""
+    layers computing in ``compute_dtype``: see :func:`koqa.train.loop.compute_dtype`)."""
     quantization = None
     if quantize_4bit:
         quantization = BitsAndBytesConfig(

@@ -6,7 +6,7 @@ the RNG state, which Trainer + peft resumes unreliably) and byte-identical resul
 same config.
 
 One optimizer step = ``grad_accum`` micro-batches (on each process, when training data-parallel; see
-:mod:`koqa.distributed`). The loss is the mean over answer tokens of the whole accumulated batch
+:mod:`koqa.train.distributed`). The loss is the mean over answer tokens of the whole accumulated batch
 (prompt tokens carry label -100 and never count). Every ``checkpoint_every`` steps the trainable
 weights, optimizer, scheduler, step, RNG states and the checkpoint's identity are saved; a rerun
 with the same identity (settings, world size, device type, autocast dtype, the training rows and
@@ -37,9 +37,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from koqa import distributed
+from koqa.data.shards import IGNORE_INDEX
 from koqa.files import atomic_path
-from koqa.shards import IGNORE_INDEX
+from koqa.train import distributed
 
 log = logging.getLogger("koqa")
 CHECKPOINT = "last.pt"
@@ -239,7 +239,7 @@ class Trainer:
         provenance: dict | None = None,
     ):
         """``provenance``: where the base model and the shards came from (see
-        :func:`koqa.training_job.training_provenance`); a checkpoint must match it to be resumed."""
+        :func:`koqa.train.job.training_provenance`); a checkpoint must match it to be resumed."""
         self.model, self.rows, self.settings, self.pad_id = model, rows, settings, pad_id
         self.device, self.eval_rows, self.provenance = device, eval_rows, provenance or {}
         self.autocast_dtype = autocast_dtype(device, settings["precision"])

@@ -12,12 +12,12 @@ from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 
 from koqa.files import atomic_path
-from koqa.metric import LENGTH_BUCKETS
+from koqa.score.metric import LENGTH_BUCKETS
 
 
 def new_figure(width: float = 7, height: float = 4) -> tuple[Figure, Axes]:
     """A figure with one axes (no pyplot: no GUI backend, no global state); also used by
-    :mod:`koqa.stats`."""
+    :mod:`koqa.data.stats`."""
     figure = Figure(figsize=(width, height), layout="tight")
     return figure, figure.subplots()
 

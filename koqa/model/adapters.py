@@ -26,10 +26,10 @@ from peft import (
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
-from koqa.basemodel import load_base_model
 from koqa.files import atomic_path, read_json, write_json
-from koqa.train import compute_dtype
-from koqa.variants import LORA_METHODS, VariantError
+from koqa.model.basemodel import load_base_model
+from koqa.train.loop import compute_dtype
+from koqa.train.variants import LORA_METHODS, VariantError
 
 MANIFEST = "koqa_variant.json"
 # Non-reentrant checkpointing needs no input that requires grad and works with frozen bases.
@@ -132,7 +132,7 @@ def load_variant(
     precision: str = "auto",
 ) -> PreTrainedModel:
     """Load a trained variant for inference, in eval mode, on ``device`` (a QLoRA base's 4-bit
-    layers compute in the dtype of ``precision``; see :func:`koqa.train.compute_dtype`)."""
+    layers compute in the dtype of ``precision``; see :func:`koqa.train.loop.compute_dtype`)."""
     variant_dir = Path(variant_dir)
     method = read_json(variant_dir / MANIFEST)["method"]
     if method == "full":

@@ -4,7 +4,7 @@ The output directory gets the trained weights (a peft adapter, or the full model
 ``koqa_variant.json``; ``zeroshot`` gets the JSON alone. The metrics CSV, a summary JSON and a plot
 of the loss curves go beside. When data-parallel, every process trains and rank 0 alone writes.
 
-``python -m koqa.training_job JOB.json`` is how :func:`koqa.distributed.launch` starts each worker
+``python -m koqa.train.job JOB.json`` is how :func:`koqa.train.distributed.launch` starts each worker
 (the JSON holds :func:`run_training`'s arguments).
 """
 
@@ -19,15 +19,21 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from koqa import distributed
-from koqa.adapters import save_variant, trainable_model
-from koqa.basemodel import load_base_model
+from koqa.data.shards import read_shards
+from koqa.data.tokenizer import load_text_tokenizer
 from koqa.files import atomic_path, read_json, write_json
-from koqa.modelpath import model_fingerprint
-from koqa.shards import read_shards
-from koqa.tokenizer import load_text_tokenizer
-from koqa.train import METRIC_FIELDS, Trainer, compute_dtype, peak_rss_mb, pick_device
-from koqa.variants import uses_gradient_checkpointing
+from koqa.model.adapters import save_variant, trainable_model
+from koqa.model.basemodel import load_base_model
+from koqa.model.modelpath import model_fingerprint
+from koqa.train.loop import (
+    METRIC_FIELDS,
+    Trainer,
+    compute_dtype,
+    distributed,
+    peak_rss_mb,
+    pick_device,
+)
+from koqa.train.variants import uses_gradient_checkpointing
 
 log = logging.getLogger("koqa")
 

@@ -7,8 +7,8 @@ The methods are tried in order and the first that succeeds is recorded:
 ``whitespace`` it is once spaces are ignored (``1억8천만원`` ~ ``1억 8천만 원``);
 ``normalized`` it is once spaces are ignored, numbers are read as values with their units
                (``180,000,000원`` ~ ``1억 8천만 원``, ``3.5퍼센트`` ~ ``3.5%``, see
-               :mod:`koqa.numbers`) and the synonym table's variants read as their canonical form
-               (``공정위`` ~ ``공정거래위원회``, see :mod:`koqa.synonyms`);
+               :mod:`koqa.data.numbers`) and the synonym table's variants read as their canonical form
+               (``공정위`` ~ ``공정거래위원회``, see :mod:`koqa.data.synonyms`);
 ``fuzzy``      the best word-aligned span of the context by character F1 reaches ``min_f1``;
 ``none``       nothing matched.
 
@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
-from koqa.metric import char_f1
-from koqa.numbers import NUMBER, canonical_number
+from koqa.data.numbers import NUMBER, canonical_number
+from koqa.score.metric import char_f1
 
 METHODS = ("given", "exact", "whitespace", "normalized", "fuzzy", "none")
 _WORD = re.compile(r"\S+")

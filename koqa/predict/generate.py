@@ -34,7 +34,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 from transformers import GenerationConfig, PreTrainedModel
 
-from koqa.train import autocast
+from koqa.train.loop import autocast
 
 MIN_SHARED_TOKENS = 16
 # A batch: groups of (prefix length, prompt indices); all prompts of a group share that prefix.
