@@ -2,9 +2,19 @@
 # -> batched prediction -> scores, leaderboard and a validated results/submission.csv.
 
 
+import os
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+# koqa/ is imported from this checkout: here, and in every job through PYTHONPATH (the .venv's
+# editable install and a conda environment of envs/ alike; a job on a SLURM node inherits it)
+sys.path.insert(0, workflow.basedir)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+)
 
 
 configfile: "config.yaml"
