@@ -13,7 +13,9 @@ min_version("9.0")
 # editable install and a conda environment of envs/ alike; a job on a SLURM node inherits it)
 sys.path.insert(0, workflow.basedir)
 os.environ.update(
-    PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+    PYTHONPATH=os.pathsep.join(
+        filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
+    )
 )
 
 
