@@ -262,7 +262,7 @@ def _hint(field: str, found: Sequence[str]) -> str:
 
 
 def _missing(value: object) -> bool:
-    """Null, or NaN: how Python's json module and pandas write a missing value."""
+    """Null, or NaN (what Python's json module writes for a missing value in a pandas table)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
