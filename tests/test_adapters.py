@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from tiny_task import TinyTask, encode, generate, make_trainer, settings
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -44,6 +45,39 @@ def test_saved_variant_reloads_to_identical_logits(
     assert torch.equal(_logits(reloaded, tiny_task), expected)
     if method != "zeroshot":  # the weights that were saved are the trained ones
         assert not torch.equal(_logits(load_base_model(tiny_task.base_dir), tiny_task), expected)
+
+
+class _Payload:
+    """Unpickling this runs code: it writes the file ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (Path.write_text, (self.path, "code ran"))
+
+
+@pytest.mark.parametrize("method", ["lora", "prefix"])
+def test_adapter_weights_load_from_safetensors_only(
+    method: str, tiny_task: TinyTask, tmp_path: Path
+) -> None:
+    """A variant directory whose adapter is a pickle (``adapter_model.bin``) is refused before
+    anything is unpickled, even where the pickle holds plain tensors, which peft would load."""
+    base = load_base_model(tiny_task.base_dir)
+    variant = tmp_path / "variant"
+    save_variant(
+        trainable_model(base, settings(method)), settings(method), tiny_task.base_dir, variant
+    )
+    weights = load_file(variant / "adapter_model.safetensors")
+    (variant / "adapter_model.safetensors").unlink()
+    torch.save(weights, variant / "adapter_model.bin")
+    with pytest.raises(VariantError, match=r"variant: no adapter_model\.safetensors.* pickle"):
+        load_variant(variant, tiny_task.base_dir, "cpu")
+    marker = tmp_path / "marker"
+    torch.save({"weight": _Payload(marker)}, variant / "adapter_model.bin")
+    with pytest.raises(VariantError, match=r"adapter_model\.bin"):
+        load_variant(variant, tiny_task.base_dir, "cpu")
+    assert not marker.exists()
 
 
 def _train_job(task: TinyTask, method: str, out: Path, **overrides: object) -> dict:

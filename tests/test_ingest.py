@@ -15,6 +15,17 @@ ROWS = [
 ]
 
 
+def _squad(answers: object = None) -> dict:
+    """A one-question SQuAD document (id ``q1``), with ``answers`` or one answer at offset 4."""
+    if answers is None:
+        answers = [{"text": "한빛전자", "answer_start": 4}]
+    qa = {"id": "q1", "question": "회사?", "answers": answers}
+    return {"data": [{"title": "t", "paragraphs": [{"context": "서울의 한빛전자", "qas": [qa]}]}]}
+
+
+SQUAD_PLACE = r"article 1, paragraph 1, question 1 \(id 'q1'\)"
+
+
 @pytest.mark.parametrize(
     ("name", "text", "encoding"),
     [
@@ -35,25 +46,8 @@ def test_shapes_and_encodings_read_the_same(
 
 
 def test_squad_json_keeps_answer_start(tmp_path: Path) -> None:
-    squad = {
-        "data": [
-            {
-                "paragraphs": [
-                    {
-                        "context": "서울의 한빛전자",
-                        "qas": [
-                            {
-                                "id": "q1",
-                                "question": "회사?",
-                                "answers": [{"text": "한빛전자", "answer_start": 4}],
-                            }
-                        ],
-                    }
-                ]
-            }
-        ]
-    }
-    frame = read_records(write_file(tmp_path / "s.json", json.dumps(squad, ensure_ascii=False)))
+    text = json.dumps(_squad(), ensure_ascii=False)
+    frame = read_records(write_file(tmp_path / "s.json", text))
     assert frame.loc[0, ["id", "answer"]].tolist() == ["q1", "한빛전자"]
     assert frame.loc[0, "answer_start"] == 4
 
@@ -64,58 +58,126 @@ def test_missing_ids_are_generated(tmp_path: Path) -> None:
     assert frame["id"].tolist() == ["extra_00001", "extra_00002"]
 
 
-@pytest.mark.parametrize(
-    ("name", "text", "message"),
-    [
-        (
-            "bad.json",
-            '[{"context": "a", "question": "b"',
-            r"bad\.json: line 1, column \d+: invalid JSON",
-        ),
-        (
-            "bad.jsonl",
-            '{"context": "a", "question": "b"}\n{oops}',
-            r"bad\.jsonl: line 2: invalid JSON",
-        ),
-        (
-            "cols.csv",
-            "id,context,query\n1,a,b\n",
-            r"cols\.csv: line 1: header has no column 'question' .*did you mean 'query'\?",
-        ),
-        (
-            "korean.csv",
-            "id,지문,question\n1,a,b\n",
-            r"korean\.csv: line 1: header has no column 'context' .*did you mean '지문'\?",
-        ),
-        (
-            "rows.json",
-            '[{"context": "a", "question": "b"}, {"context": "c", "Question": "d"}]',
-            r"rows\.json: row 2: missing field 'question' .*did you mean 'Question'\?",
-        ),
-        (
-            "nested.json",
-            '[{"context": "a", "question": ["b", "c"]}]',
-            r"nested\.json: row 1, field 'question': expected text, found list",
-        ),
-        (
-            "object.json",
-            '{"rows": [{"context": "a", "question": "b"}]}',
-            r"object\.json: line 1: a JSON object with keys \['rows'\]",
-        ),
-        ("notjson.json", "context,question\na,b\n", r"notjson\.json: line 1: expected JSON"),
-        (
-            "ragged.csv",
-            "id,context,question\n1,a,b\n2,a\n",
-            r"ragged\.csv: row 2: wrong number of fields",
-        ),
-        (
-            "dup.csv",
-            "id,context,question\n1,a,b\n1,c,d\n",
-            r"dup\.csv: row 2, field 'id': duplicate id '1'",
-        ),
-        ("empty.csv", "id,context,question\n", r"empty\.csv: contains no rows"),
-    ],
-)
+# bad files: (name, text, the error expected)
+MALFORMED = [
+    (
+        "bad.json",
+        '[{"context": "a", "question": "b"',
+        r"bad\.json: line 1, column \d+: invalid JSON",
+    ),
+    (
+        "bad.jsonl",
+        '{"context": "a", "question": "b"}\n{oops}',
+        r"bad\.jsonl: line 2: invalid JSON",
+    ),
+    (
+        "cols.csv",
+        "id,context,query\n1,a,b\n",
+        r"cols\.csv: line 1: header has no column 'question' .*did you mean 'query'\?",
+    ),
+    (
+        "korean.csv",
+        "id,지문,question\n1,a,b\n",
+        r"korean\.csv: line 1: header has no column 'context' .*did you mean '지문'\?",
+    ),
+    (
+        "rows.json",
+        '[{"context": "a", "question": "b"}, {"context": "c", "Question": "d"}]',
+        r"rows\.json: row 2: missing field 'question' .*did you mean 'Question'\?",
+    ),
+    (
+        "nested.json",
+        '[{"context": "a", "question": ["b", "c"]}]',
+        r"nested\.json: row 1, field 'question': expected text, found list",
+    ),
+    (
+        "object.json",
+        '{"rows": [{"context": "a", "question": "b"}]}',
+        r"object\.json: line 1: a JSON object with keys \['rows'\]",
+    ),
+    ("notjson.json", "context,question\na,b\n", r"notjson\.json: line 1: expected JSON"),
+    (
+        "ragged.csv",
+        "id,context,question\n1,a,b\n2,a\n",
+        r"ragged\.csv: row 2: wrong number of fields",
+    ),
+    (
+        "dup.csv",
+        "id,context,question\n1,a,b\n1,c,d\n",
+        r"dup\.csv: row 2, field 'id': duplicate id '1'",
+    ),
+    ("empty.csv", "id,context,question\n", r"empty\.csv: contains no rows"),
+]
+# a lone surrogate in every JSON shape
+LONE_SURROGATES = [
+    (
+        "lone.json",
+        '[{"context": "a", "question": "회사\\ud800?"}]',
+        r"lone\.json: row 1, field 'question': a lone surrogate '\\ud800' at character 3",
+    ),
+    (
+        "lone.jsonl",
+        '{"context": "a", "question": "b"}\n\n{"context": "\\udc00", "question": "b"}',
+        r"lone\.jsonl: line 3, field 'context': a lone surrogate '\\udc00' at character 1",
+    ),
+    (
+        "lone_id.json",
+        '[{"id": "x\\ud83d", "context": "a", "question": "b"}]',
+        r"lone_id\.json: row 1, field 'id': a lone surrogate '\\ud83d' at character 2",
+    ),
+    (
+        "lone_squad.json",
+        json.dumps(_squad(answers=[{"text": "한빛\ud800", "answer_start": 4}])),
+        rf"lone_squad\.json: {SQUAD_PLACE}, field 'answer': a lone surrogate '\\ud800'",
+    ),
+]
+# a number where text belongs, in every JSON shape
+NUMBERS_AS_TEXT = [
+    (
+        "float.json",
+        '[{"context": "a", "question": "b", "answer": 1.50}]',
+        r"float\.json: row 1, field 'answer': expected text, found the number 1\.5; ",
+    ),
+    (
+        "big.jsonl",
+        '{"context": "a", "question": "b"}\n{"context": "a", "question": "b", '
+        '"answer": 12345678901234567890}',
+        r"big\.jsonl: line 2, field 'answer': expected text, found the number 1234567890",
+    ),
+    (
+        "context.json",
+        '[{"context": 2024, "question": "b"}]',
+        r"context\.json: row 1, field 'context': expected text, found the number 2024",
+    ),
+    (
+        "infinity.json",  # NaN, as Python's json module writes a missing value, is missing
+        '[{"context": "a", "question": Infinity}]',
+        r"infinity\.json: row 1, field 'question': expected text, found the number inf",
+    ),
+    (
+        "squad_answer.json",
+        json.dumps(_squad(answers=[{"text": 3500, "answer_start": 0}])),
+        rf"squad_answer\.json: {SQUAD_PLACE}, field 'answer': expected text, found the number",
+    ),
+    (
+        "float_id.json",
+        '[{"id": 7.0, "context": "a", "question": "b"}]',
+        r"float_id\.json: row 1, field 'id': expected text or a whole number, found the number",
+    ),
+    (
+        "bool_id.json",
+        '[{"id": true, "context": "a", "question": "b"}]',
+        r"bool_id\.json: row 1, field 'id': expected text or a whole number, found bool true",
+    ),
+    (
+        "test_answer.json",  # checked when present even where no answer is required
+        '[{"context": "a", "question": "b", "answer": 0.5}]',
+        r"test_answer\.json: row 1, field 'answer': expected text, found the number 0\.5",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), MALFORMED + LONE_SURROGATES + NUMBERS_AS_TEXT)
 def test_bad_input_names_file_row_and_field(
     tmp_path: Path, name: str, text: str, message: str
 ) -> None:
@@ -124,7 +186,7 @@ def test_bad_input_names_file_row_and_field(
 
 
 def test_field_types_and_forced_format(tmp_path: Path) -> None:
-    rows = [{"id": 7, "context": "매출은 3500억 원", "question": "얼마?", "answer": 3500}]
+    rows = [{"id": 7, "context": "매출은 3500억 원", "question": "얼마?", "answer": "3500"}]
     path = write_file(tmp_path / "data.txt", json.dumps(rows, ensure_ascii=False))
     frame = read_records(path, fmt="json", required=("answer",))
     assert frame.loc[0, ["id", "answer"]].tolist() == ["7", "3500"]
@@ -203,3 +265,66 @@ def test_json_lines_rows_are_their_line_numbers(tmp_path: Path) -> None:
     assert read_records(path)["source_row"].tolist() == [1, 3]
     with pytest.raises(InputError, match=r"gaps\.jsonl: line 5: missing field 'question'"):
         read_records(write_file(path, "\n".join(lines)))
+
+
+def test_surrogates_that_are_not_an_error(tmp_path: Path) -> None:
+    # an escaped pair is one character (an emoji); a field koqa does not read is never looked at
+    text = '[{"context": "\\ud83d\\ude00 a", "question": "b", "note": "\\ud800"}]'
+    frame = read_records(write_file(tmp_path / "pair.json", text))
+    assert frame["context"].tolist() == ["\U0001f600 a"]
+
+
+def test_a_csv_cannot_carry_a_surrogate_and_the_error_points_at_its_bytes(tmp_path: Path) -> None:
+    # UTF-8 text with an encoded surrogate (CESU-8 style): the strict UTF-8 decoder refuses it, and
+    # the error points at those bytes on line 3, not at the first Korean character CP949 trips on
+    path = tmp_path / "cesu.csv"
+    path.write_bytes("id,context,question\n1,한빛전자,b\n2,세종".encode() + b"\xed\xa0\x80,b\n")
+    with pytest.raises(InputError, match=r"cesu\.csv: line 3: bytes b'\\xed\\xa0\\x80"):
+        read_records(path)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (_squad(answers="한빛전자"), rf"{SQUAD_PLACE}: 'answers' must be a list, found str"),
+        (_squad(answers=["한빛전자"]), rf"{SQUAD_PLACE}, answer 1: expected an object, found str"),
+        ({"data": [{"paragraphs": None}]}, r"article 1: 'paragraphs' must be a list, found null"),
+        ({"data": [{"title": "t"}]}, r"article 1: 'paragraphs' must be a list, found nothing"),
+        ({"data": [{"paragraphs": []}, "기사"]}, r"article 2: expected an object, found str"),
+        ({"data": [{"paragraphs": [["x"]]}]}, r"article 1, paragraph 1: expected an object"),
+        (
+            {"data": [{"paragraphs": [{"context": "c", "qas": {"id": "q"}}]}]},
+            r"article 1, paragraph 1: 'qas' must be a list, found dict",
+        ),
+        (
+            {"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "q9"}, 3]}]}]},
+            r"article 1, paragraph 1, question 2: expected an object, found int 3",
+        ),
+    ],
+)
+def test_squad_nesting_errors_name_article_paragraph_and_question(
+    tmp_path: Path, document: dict, message: str
+) -> None:
+    path = write_file(tmp_path / "nest.json", json.dumps(document, ensure_ascii=False))
+    with pytest.raises(InputError, match=rf"nest\.json: {message}"):
+        read_records(path)
+
+
+def test_squad_questions_without_answers_are_rows_without_answer(tmp_path: Path) -> None:
+    document = _squad(answers=[])
+    qas = document["data"][0]["paragraphs"][0]["qas"]
+    qas.append({"id": "q2", "question": "도시?", "answers": None})
+    qas.append({"id": "q3", "question": "어디?"})
+    frame = read_records(write_file(tmp_path / "s.json", json.dumps(document)))
+    assert frame["id"].tolist() == ["q1", "q2", "q3"]
+    assert frame["answer"].isna().all() and frame["answer_start"].isna().all()
+
+
+def test_whole_number_ids_keep_every_digit(tmp_path: Path) -> None:
+    rows = [
+        {"id": 12345678901234567890, "context": "a", "question": "b"},
+        {"id": None, "context": "c", "question": "d"},
+        {"id": 7, "context": "e", "question": "f"},
+    ]
+    frame = read_records(write_file(tmp_path / "ids.json", json.dumps(rows)))
+    assert frame["id"].tolist() == ["12345678901234567890", "ids_00002", "7"]

@@ -1,6 +1,7 @@
 """The submission: drafted in the sample's order with a fallback for empty answers, then checked as a
 file; every way it can be wrong fails with a message naming the rows."""
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -65,6 +66,38 @@ def test_check_rejects_a_bad_file(tmp_path: Path, content: bytes, message: str) 
     path.write_bytes(content)
     with pytest.raises(SubmissionError, match=message):
         check_submission_file(path, IDS)
+
+
+# answers a spreadsheet program would run as formulas, and answers that merely start with a sign
+FORMULAS = ["=1+1", "+82-2-123-4567", "@SUM(1,2)", "-2+3+cmd|' /C calc'!A0", "="]
+HARMLESS = ["-", "+", "-3.5%", "+1,000", "3-4", "a=b", "서울"]
+
+
+def test_the_check_warns_of_answers_that_would_run_as_formulas(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers = HARMLESS + FORMULAS * 5  # 25 formulas: the warning counts them, names the first 20
+    ids = [f"TEST_{i:04d}" for i in range(len(answers))]
+    path = tmp_path / "draft.csv"
+    write_csv(pd.DataFrame({"id": ids, "answer": answers}), path)
+    with caplog.at_level(logging.WARNING, logger="koqa"):
+        assert check_submission_file(path, ids) == len(answers)
+    (record,) = caplog.records
+    flagged = ids[len(HARMLESS) :]
+    assert record.levelno == logging.WARNING
+    assert "25 answers" in record.message
+    assert ", ".join(flagged[:20]) + " (first 20 of 25)" in record.message
+    assert not any(i in record.message for i in ids[: len(HARMLESS)] + flagged[20:])
+    assert pd.read_csv(path, keep_default_na=False)["answer"].tolist() == answers  # unchanged
+
+
+def test_no_warning_without_formulas(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ids = [f"TEST_{i:04d}" for i in range(len(HARMLESS))]
+    path = tmp_path / "draft.csv"
+    write_csv(pd.DataFrame({"id": ids, "answer": HARMLESS}), path)
+    with caplog.at_level(logging.WARNING, logger="koqa"):
+        check_submission_file(path, ids)
+    assert not caplog.records
 
 
 def test_leaderboard_sorted_and_best_chosen() -> None:

@@ -7,12 +7,19 @@ Shapes (detected from the file's content, or forced with ``fmt``):
   such object on its own;
 - ``jsonl``: the same objects, one per line (blank lines are skipped);
 - ``squad``: SQuAD/KorQuAD JSON, ``data -> paragraphs -> qas -> answers`` (first answer, with
-  its ``answer_start``).
+  its ``answer_start``); every level must be a list of objects (``answers`` may be absent).
 
-Every row keeps ``source_row`` (1-based: the CSV data row, the JSON list index, or the JSON Lines
-line number) so later stages can name the row a problem came from. ``answer_start``, where given, is
-a character offset (a whole number >= 0, or empty). Problems that make a file unusable raise
-:class:`InputError` naming the file, row (or line) and field.
+Every row keeps ``source_row`` (1-based: the CSV data row, the JSON list index, the JSON Lines
+line number, or the SQuAD question's position in the file) so later stages can name the row a
+problem came from. ``answer_start``, where given, is a character offset (a whole number >= 0, or
+empty). Problems that make a file unusable raise :class:`InputError` naming the file, row (or line;
+in SQuAD the article, paragraph and question) and field.
+
+Text fields are text as written, or nothing: a JSON number in ``context``, ``question`` or
+``answer`` is an error, because reading it as text would change it (``1.50`` is the float 1.5), and
+so is a lone surrogate (``"\\ud800"``, half of a UTF-16 pair: JSON can spell it, but it is no
+character and no UTF-8 file can hold it). An ``id`` may also be a whole number: ids are labels, only
+matched, and a JSON integer keeps all its digits.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import difflib
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +40,9 @@ FORMATS = ("auto", "csv", "json", "jsonl", "squad")
 _ENCODINGS = ("utf-8-sig", "cp949")
 # Python's csv module refuses fields over 128 KiB by default; long articles are real data.
 _MAX_FIELD_CHARS = 64 * 1024 * 1024
+TEXT_FIELDS = ("id", "context", "question", "answer")
+# json.loads joins an escaped surrogate pair into one character: any surrogate left is a lone half
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class InputError(ValueError):
@@ -45,15 +56,19 @@ def read_text(path: Path, encoding: str = "auto") -> str:
         raise InputError(f"{path}: file does not exist")
     data = path.read_bytes()
     candidates = _ENCODINGS if encoding == "auto" else (encoding,)
+    errors = []
     for name in candidates:
         try:
             # a BOM is dropped whatever the encoding, so it never sticks to the first column's name
             return data.decode(name).removeprefix("\ufeff").replace("\r\n", "\n")
         except UnicodeDecodeError as err:
-            last = err
-    line = data[: last.start].count(b"\n") + 1
+            errors.append(err)
+    # the encoding that read furthest is the file's: its error is at the bad bytes, the others'
+    # at the file's first character outside ASCII
+    start = max(err.start for err in errors)
+    line = data[:start].count(b"\n") + 1
     raise InputError(
-        f"{path}: line {line}: bytes {data[last.start : last.start + 4]!r} cannot be decoded as "
+        f"{path}: line {line}: bytes {data[start : start + 4]!r} cannot be decoded as "
         f"{' or '.join(candidates)}; set data.encoding in config.yaml"
     )
 
@@ -145,37 +160,88 @@ def _records_jsonl(path: Path, text: str) -> tuple[list, list[int]]:
     return records, lines
 
 
-def _records_squad(path: Path, data: object) -> list[dict]:
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+def _show(value: object) -> str:
+    """A value's type and start for an error message (lone surrogates escaped, so the message can
+    be written to a UTF-8 log)."""
+    shown = "null" if value is None else json.dumps(value, ensure_ascii=False)[:60]
+    shown = shown.encode("utf-8", "backslashreplace").decode("utf-8")
+    return shown if value is None else f"{type(value).__name__} {shown}"
+
+
+# what one item of each SQuAD list is called in error messages
+_SQUAD_ITEMS = {
+    "data": "article",
+    "paragraphs": "paragraph",
+    "qas": "question",
+    "answers": "answer",
+}
+
+
+def _squad_items(
+    path: Path, where: str, node: dict, key: str, optional: bool = False
+) -> list[tuple[str, dict]]:
+    """The objects listed under ``node[key]``, each with its place (``where`` is ``node``'s, such
+    as ``article 2, paragraph 1``; a question's place carries its id). A missing or null list is an
+    error unless ``optional``, which reads it as empty."""
+    items = node.get(key)
+    if items is None and optional:
+        return []
+    if not isinstance(items, list):
+        found = "nothing" if key not in node else _show(items)
+        raise InputError(f"{path}: {where or 'top level'}: {key!r} must be a list, found {found}")
+    places = []
+    for index, item in enumerate(items, start=1):
+        place = ", ".join(filter(None, (where, f"{_SQUAD_ITEMS[key]} {index}")))
+        if not isinstance(item, dict):
+            raise InputError(f"{path}: {place}: expected an object, found {_show(item)}")
+        if "id" in item:
+            place += f" (id {item['id']!r})"
+        places.append((place, item))
+    return places
+
+
+def _records_squad(path: Path, data: object) -> tuple[list[dict], list[str]]:
+    """The questions of a SQuAD document as records, and the place of each."""
+    if not isinstance(data, dict):
         raise InputError(f"{path}: expected SQuAD JSON with a top-level 'data' list")
-    records = []
-    for article in data["data"]:
-        for paragraph in article.get("paragraphs", []):
-            for qa in paragraph.get("qas", []):
-                answers = qa.get("answers") or [{}]
+    records, places = [], []
+    for at_article, article in _squad_items(path, "", data, "data"):
+        for at_paragraph, paragraph in _squad_items(path, at_article, article, "paragraphs"):
+            for at_question, qa in _squad_items(path, at_paragraph, paragraph, "qas"):
+                answers = _squad_items(path, at_question, qa, "answers", optional=True)
+                first = answers[0][1] if answers else {}
                 records.append(
                     {
                         "id": qa.get("id"),
                         "context": paragraph.get("context"),
                         "question": qa.get("question"),
-                        "answer": answers[0].get("text"),
-                        "answer_start": answers[0].get("answer_start"),
+                        "answer": first.get("text"),
+                        "answer_start": first.get("answer_start"),
                     }
                 )
-    return records
+                places.append(at_question)
+    return records, places
 
 
-def _records(path: Path, text: str, fmt: str, document: object) -> tuple[list, list[int]]:
-    """The file's records and the source row of each (``document``: the parsed JSON, or None)."""
+def _records(
+    path: Path, text: str, fmt: str, document: object
+) -> tuple[list, list[int], list[str]]:
+    """The file's records, the source row of each, and where each is in the file for messages
+    (``row 3``, ``line 5``, ``article 1, paragraph 2, question 1 (id 'q7')``; ``document``: the
+    parsed JSON, or None)."""
     if fmt == "jsonl":
-        return _records_jsonl(path, text)
+        records, lines = _records_jsonl(path, text)
+        return records, lines, [f"line {line}" for line in lines]
     if fmt == "csv":
         records = parse_csv(path, text)
     else:
-        if document is None:
-            document = _parse_json(path, text)
-        records = (_records_json if fmt == "json" else _records_squad)(path, document)
-    return records, list(range(1, len(records) + 1))
+        document = _parse_json(path, text) if document is None else document
+        if fmt == "squad":
+            records, places = _records_squad(path, document)
+            return records, list(range(1, len(records) + 1)), places
+        records = _records_json(path, document)
+    rows = list(range(1, len(records) + 1))
+    return records, rows, [f"row {row}" for row in rows]
 
 
 # what people call the fields, for the hint in a missing-field error
@@ -195,11 +261,39 @@ def _hint(field: str, found: Sequence[str]) -> str:
     return f"; did you mean {candidates[0]!r}? rename it to {field!r}" if candidates else ""
 
 
+def _missing(value: object) -> bool:
+    """Null, or NaN (what Python's json module writes for a missing value in a pandas table)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _text_problem(name: str, value: object) -> str | None:
+    """What is wrong with ``value`` as the text field ``name`` (None: nothing). Text is a string
+    without lone surrogates, or missing; an ``id`` may also be a whole number, read back exactly."""
+    if isinstance(value, str):
+        lone = _SURROGATE.search(value)
+        if lone is None:
+            return None
+        return (
+            f"a lone surrogate {lone.group()!r} at character {lone.start() + 1}: half of a UTF-16 "
+            "pair (was the text cut inside an emoji?), not a character; fix it in the file"
+        )
+    if _missing(value) or (name == "id" and type(value) is int):
+        return None
+    expected = "text or a whole number" if name == "id" else "text"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # JSON's 1.50 arrives here as 1.5 and 12345678901234567890.0 as 1.2345678901234567e+19
+        return (
+            f"expected {expected}, found the number {value!r}; write it as a JSON string "
+            '("...") so that it is read exactly as written'
+        )
+    return f"expected {expected}, found {_show(value)}"
+
+
 def _check_fields(
     path: Path, records: list, places: list[str], fields: tuple[str, ...], header: bool
 ) -> None:
-    """Every record is an object carrying ``fields``, whose values are text, numbers or null
-    (``places``: where each record is, such as ``row 3``)."""
+    """Every record is an object carrying ``fields``, and every text field it has is text (see
+    :func:`_text_problem`; ``places``: where each record is, such as ``row 3``)."""
     for place, record in zip(places, records, strict=True):
         if not isinstance(record, dict):
             raise InputError(
@@ -212,18 +306,15 @@ def _check_fields(
                 raise InputError(
                     f"{path}: {where} {name!r} (found {sorted(record)}){_hint(name, list(record))}"
                 )
-        for name in ("id", *fields):
-            value = record.get(name)
-            if isinstance(value, bool) or not isinstance(value, str | int | float | None):
-                raise InputError(
-                    f"{path}: {place}, field {name!r}: expected text, "
-                    f"found {type(value).__name__} {json.dumps(value, ensure_ascii=False)[:60]}"
-                )
+        for name in TEXT_FIELDS:
+            problem = _text_problem(name, record.get(name))
+            if problem:
+                raise InputError(f"{path}: {place}, field {name!r}: {problem}")
 
 
 def _answer_start(path: Path, place: str, value: object) -> int | None:
     """One ``answer_start`` as a whole number >= 0; None when absent (null, NaN or empty)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return None
     text = str(value).strip()
     if not text:
@@ -255,30 +346,34 @@ def read_records(
         fmt, document = detect_format(path, text)
     if fmt not in FORMATS:
         raise InputError(f"{path}: unknown format {fmt!r}; expected one of {FORMATS}")
-    records, rows = _records(path, text, fmt, document)
+    records, rows, places = _records(path, text, fmt, document)
     if not records:
         raise InputError(f"{path}: contains no rows")
-    unit = "line" if fmt == "jsonl" else "row"
-    places = [f"{unit} {row}" for row in rows]
     _check_fields(path, records, places, ("context", "question", *required), header=fmt == "csv")
-    frame = pd.DataFrame.from_records(records)
-    frame["source_row"] = rows
-    frame = frame.reindex(columns=COLUMNS)
-    for column in ("id", "context", "question", "answer"):
-        frame[column] = frame[column].astype("string")
+    # column by column from the checked fields alone: other fields are never read, and no column
+    # passes through a float (a whole-number id keeps every digit)
+    columns = {
+        name: [None if _missing(r.get(name)) else str(r[name]) for r in records]
+        for name in TEXT_FIELDS
+    }
+    frame = pd.DataFrame({name: pd.array(v, dtype="string") for name, v in columns.items()})
     frame["answer_start"] = pd.array(
-        [_answer_start(path, p, v) for p, v in zip(places, frame["answer_start"], strict=True)],
+        [
+            _answer_start(path, p, r.get("answer_start"))
+            for p, r in zip(places, records, strict=True)
+        ],
         dtype="Int64",
     )
+    frame["source_row"] = rows
     missing_id = frame["id"].isna() | (frame["id"].str.strip() == "")
     frame.loc[missing_id, "id"] = [
         f"{path.stem}_{row:05d}" for row in frame["source_row"][missing_id]
     ]
     duplicated = frame["id"].duplicated(keep="first")
     if duplicated.any():
-        first = frame[duplicated].iloc[0]
+        position = int(duplicated.to_numpy().argmax())
         raise InputError(
-            f"{path}: {unit} {first.source_row}, field 'id': duplicate id {first.id!r}"
+            f"{path}: {places[position]}, field 'id': duplicate id {frame['id'][position]!r}"
         )
     return frame
 

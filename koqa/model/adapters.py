@@ -23,6 +23,7 @@ from peft import (
     get_peft_model,
     prepare_model_for_kbit_training,
 )
+from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
@@ -124,6 +125,18 @@ def save_variant(
         write_json(manifest, tmp / MANIFEST)
 
 
+def _check_safetensors_adapter(variant_dir: Path) -> None:
+    """The adapter's weights must be safetensors: peft would fall back to a pickled
+    ``adapter_model.bin``, and koqa loads no pickles."""
+    if (variant_dir / SAFETENSORS_WEIGHTS_NAME).is_file():
+        return
+    pickled = f" (it has {WEIGHTS_NAME}, a pickle)" if (variant_dir / WEIGHTS_NAME).exists() else ""
+    raise VariantError(
+        f"{variant_dir}: no {SAFETENSORS_WEIGHTS_NAME}{pickled}; koqa loads adapter weights from "
+        "safetensors only (if you trust a .bin, convert it with safetensors.torch.save_file)"
+    )
+
+
 def load_variant(
     variant_dir: str | Path,
     base_dir: str | Path,
@@ -135,6 +148,8 @@ def load_variant(
     layers compute in the dtype of ``precision``; see :func:`koqa.train.loop.compute_dtype`)."""
     variant_dir = Path(variant_dir)
     method = read_json(variant_dir / MANIFEST)["method"]
+    if method not in ("full", "zeroshot"):
+        _check_safetensors_adapter(variant_dir)  # before the base model loads: fail fast
     if method == "full":
         return load_base_model(
             variant_dir, trust_remote_code=trust_remote_code, device=device

@@ -4,19 +4,30 @@ The draft takes the chosen variant's test answers in the sample submission's ord
 for each newline and ``fallback`` for each empty answer (an empty cell scores 0 like any wrong
 answer, and some graders reject it). The check then reads the draft back as bytes and rejects it,
 naming rows, unless it is UTF-8 CSV with exactly the header ``id,answer``, the sample's ids in the
-sample's order, and non-empty, single-line answers.
+sample's order, and non-empty, single-line answers. It warns, in the log, of answers that a
+spreadsheet program would run as formulas (``=HYPERLINK(...)``, ``@SUM(...)``): escaping them would
+change the graded answers, so the file is submitted as it is.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from koqa.data.ingest import InputError, parse_csv, read_text
 
+log = logging.getLogger("koqa")
+# Excel reads a cell that starts with one of these as a formula (OWASP, "CSV injection"); a sign
+# followed by nothing but a number (``-``, ``-3.5%``, ``+1,000``) is a number or text everywhere.
+_FORMULA_STARTS = ("=", "+", "-", "@")
+_SIGNED_NUMBER = re.compile(r"[+-][\d.,% ]*")
+# how many ids of formula-like answers the warning names
+_SHOWN_IDS = 20
 LEADERBOARD_COLUMNS = [
     "variant",
     "method",
@@ -138,4 +149,26 @@ def check_submission_file(path: str | Path, sample_ids: list[str]) -> int:
             problems.append(f"{what} in rows {rows_found[:5]} ({len(rows_found)} in all)")
     if problems:
         raise SubmissionError(f"{path}: " + "; ".join(problems))
+    _warn_of_formulas(path, body)
     return len(body)
+
+
+def _warn_of_formulas(path: Path, body: list[list[str]]) -> None:
+    """Log the ids of answers a spreadsheet program would take for formulas."""
+    ids = [
+        row_id
+        for row_id, answer in body
+        if answer.startswith(_FORMULA_STARTS) and not _SIGNED_NUMBER.fullmatch(answer)
+    ]
+    if ids:
+        shown = ", ".join(ids[:_SHOWN_IDS])
+        if len(ids) > _SHOWN_IDS:
+            shown += f" (first {_SHOWN_IDS} of {len(ids)})"
+        log.warning(
+            "%s: %d answers start with %s and would run as formulas if the file were opened in a "
+            "spreadsheet program (the grader reads them as text; they are submitted unchanged): %s",
+            path,
+            len(ids),
+            " ".join(_FORMULA_STARTS),
+            shown,
+        )
