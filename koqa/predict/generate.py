@@ -14,25 +14,30 @@ Little is computed twice, on padding, or for rows that are done:
   the batch and the cache at once. Batches hold whole groups, sorted by prefix length; a group
   larger than ``batch_size`` is split into parts of at most ``batch_size`` rows, each part running
   the prefix once.
-- *prefix and prompt tuning* are decoded by the same loop, not by peft's ``generate()``: peft drops
-  the position ids that ``generate()`` derives from the attention mask, so a left-padded row's text
-  sits one gap of padding away from its virtual tokens and its logits differ from the prompt's
-  alone. Here the virtual tokens come from peft's ``get_prompt``: prompt tuning's embeddings go
-  in front of each row's text, after its padding; prefix tuning's keys and values start the cache,
-  the padding follows them. Positions always come from the attention mask, as in training.
+- *prefix and prompt tuning* are decoded by the same loop, not by peft's ``generate()``. For prompt
+  tuning, peft drops the position ids that ``generate()`` derives from the attention mask, so a
+  left-padded row's text sits a gap of padding away from its virtual tokens and its logits differ
+  from the prompt's alone (by ~1e-3 to 1e-1 on tiny models); ``generate()`` would also forgo the
+  shared prefixes and keep finished rows. Here the virtual tokens come from peft's ``get_prompt``:
+  prompt tuning's embeddings go in front of each row's text, after its padding; prefix tuning's
+  keys and values start the cache, the padding follows them. Positions always come from the
+  attention mask, as in training.
 
 All of it gives, to float rounding, the logits of a step-by-step full forward pass of each prompt
 alone (``tests/test_generation_equivalence.py`` and ``tests/test_architectures.py`` compare every
 step's logits, for every adaptation method on every model family).
 
-Sliding-window layers (Mistral, Gemma 2/3, EXAONE 4) count padding in a row as part of the window:
-while a row's virtual tokens, prompt and answer fit in the window (the contest's prompts do), the
-result is exact; beyond it, a row padded in the middle (a shared-prefix group's shorter suffix,
-prefix tuning) sees as many fewer of its oldest tokens as it has padding.
+Sliding-window layers (Mistral, Gemma 2/3, EXAONE 4) count padding inside a row as part of the
+window. While every row's virtual tokens, prompt and answer fit in the window (the contest's
+prompts do), all of the above is exact. When they may not, prefixes are not shared, so padding
+stays in front of each row and the result stays exact, except for prefix tuning, whose padding
+follows its virtual tokens: a padded row then sees fewer of its oldest tokens than alone (a
+warning says so).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -42,10 +47,11 @@ import torch
 from peft import PeftModel
 from tokenizers import Tokenizer
 from tqdm import tqdm
-from transformers import Cache, GenerationConfig, PreTrainedModel
+from transformers import Cache, PreTrainedModel
 
 from koqa.train.loop import autocast
 
+log = logging.getLogger("koqa")
 MIN_SHARED_TOKENS = 16
 # A batch: groups of (prefix length, prompt indices); all prompts of a group share that prefix.
 Batch = list[tuple[int, list[int]]]
@@ -116,17 +122,15 @@ def stop_token_ids(tokenizer: Tokenizer, eos_id: int) -> list[int]:
 
 def prepare_for_inference(model: PreTrainedModel) -> PreTrainedModel:
     """The model to generate with: a LoRA, DoRA or IA3 adapter on a full-precision base folded into
-    its weights (the same function with fewer matrix products; a 4-bit base keeps its adapter), and
-    the model's own generation defaults (a hub model may ship a repetition penalty or sampling
-    settings) replaced so that every token is the plain argmax."""
+    its weights (the same function with fewer matrix products; a 4-bit base keeps its adapter).
+    A model's own generation defaults (sampling, repetition penalty) play no part: koqa's loop
+    takes the plain argmax."""
     if (
         isinstance(model, PeftModel)
         and model.active_peft_config.peft_type in ("LORA", "IA3")
         and getattr(model.get_base_model().config, "quantization_config", None) is None
     ):
         model = model.merge_and_unload()
-    inner = model.get_base_model() if isinstance(model, PeftModel) else model
-    inner.generation_config = GenerationConfig()
     return model
 
 
@@ -277,6 +281,23 @@ def _decode_batch(prompts: list[list[int]], batch: Batch, how: Decoding) -> dict
     return dict(zip(rows, generated, strict=True))
 
 
+def _past_the_window(how: Decoding, longest_prompt: int) -> bool:
+    """Whether a row can reach past the model's sliding window (its virtual tokens, prompt and
+    answer together); then padding inside a row would shift what the window holds, so prefixes are
+    not shared (prefix tuning pads after its virtual tokens anyway: a warning says so)."""
+    window = getattr(how.network.config, "sliding_window", None)
+    if not window or how.virtual.count + longest_prompt + how.max_new_tokens <= window:
+        return False
+    log.warning(
+        "prompts reach past the model's %d-token sliding window: no shared prefixes%s",
+        window,
+        "; prefix tuning's padded rows may differ from each prompt alone"
+        if how.virtual.cache
+        else "",
+    )
+    return True
+
+
 @torch.inference_mode()
 def greedy_generate(
     model: PreTrainedModel,
@@ -295,7 +316,6 @@ def greedy_generate(
 
     ``model`` comes from :func:`prepare_for_inference`; ``on_step`` sees every step's logits.
     """
-    min_shared = MIN_SHARED_TOKENS if share_prefixes else math.inf
     how = Decoding(
         network=model.get_base_model() if isinstance(model, PeftModel) else model,
         virtual=virtual_tokens(model),
@@ -305,6 +325,9 @@ def greedy_generate(
         device=device,
         on_step=on_step,
     )
+    if share_prefixes and _past_the_window(how, max(map(len, prompts), default=0)):
+        share_prefixes = False
+    min_shared = MIN_SHARED_TOKENS if share_prefixes else math.inf
     generated: list[list[int]] = [[] for _ in prompts]
     for batch in tqdm(plan_batches(prompts, batch_size, min_shared), desc="predict", mininterval=5):
         with autocast(device, precision):
