@@ -1,7 +1,10 @@
-# Shared settings and input functions. Variant settings are checked here, before any job starts.
+# Shared settings and input functions. Variant settings are checked here, before any job starts:
+# on their own, and against the base model's family (its config.json's model_type, when the model
+# is a local directory or in the Hugging Face cache; the embedded tiny model is a llama).
 
 import os
 
+from koqa.model.families import check_families, model_type
 from koqa.train.variants import check_all, resolve_variant
 
 check_all(config)
@@ -9,6 +12,7 @@ check_all(config)
 VARIANTS = list(config["variants"])
 TINY = config["model"]["name"] == "tiny"
 BASE_MODEL = "results/model/base" if TINY else config["model"]["name"]
+check_families(config, "llama" if TINY else model_type(BASE_MODEL))
 
 
 wildcard_constraints:

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from generation_check import alone_logits, batched_vs_alone
 from safetensors.torch import load_file
-from tiny_task import TinyTask, encode, generate, make_trainer, settings
+from tiny_task import TinyTask, encode, make_trainer, settings
 from transformers import GPT2Config, GPT2LMHeadModel
+from zoo import make_model_dir
 
 from koqa.model.adapters import check_target_modules, load_variant, save_variant, trainable_model
 from koqa.model.basemodel import load_base_model
+from koqa.predict.generate import prepare_for_inference
 from koqa.train.job import run_training
 from koqa.train.variants import METHODS, VariantError
 
@@ -131,6 +134,18 @@ def test_gpt2_conv1d_layers_are_valid_targets(method: str) -> None:
         check_target_modules(GPT2LMHeadModel(config), {**variant, "target_modules": ["q_proj"]})
 
 
+def test_default_lora_adapts_every_linear_layer_of_a_fused_family(tmp_path: Path) -> None:
+    """Phi-3 fuses q/k/v into ``qkv_proj`` and gate/up into ``gate_up_proj``: Llama's module names
+    would miss them; the default ("all-linear") adapts them and leaves the output head alone."""
+    model = trainable_model(load_base_model(make_model_dir(tmp_path, "phi3")), settings("lora"))
+    adapted = {
+        n.split(".lora_A")[0].rsplit(".", 1)[-1]
+        for n, _ in model.named_parameters()
+        if ".lora_A" in n
+    }
+    assert adapted == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
+
+
 @pytest.mark.parametrize("method", ["lora", "qlora", "full"])
 def test_gradient_checkpointing_gives_the_same_gradients(method: str, tiny_task: TinyTask) -> None:
     """Checkpointing recomputes activations in the backward pass; the gradients must not change."""
@@ -151,45 +166,30 @@ def test_gradient_checkpointing_gives_the_same_gradients(method: str, tiny_task:
         torch.testing.assert_close(gradients[1][name], grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
-@torch.inference_mode()
-def _stepwise_greedy(
-    model: torch.nn.Module, prompt: list[int], n: int, eos: int
-) -> tuple[list[int], torch.Tensor]:
-    """Greedy decoding by full forward passes, no cache: the tokens and each step's logits, which
-    generate() must reproduce."""
-    tokens, steps = list(prompt), []
-    for _ in range(n):
-        logits = model(input_ids=torch.tensor([tokens]), use_cache=False).logits[0, -1]
-        steps.append(logits)
-        tokens.append(int(logits.argmax()))
-        if tokens[-1] == eos:
-            break
-    return tokens[len(prompt) :], torch.stack(steps)
-
-
 @pytest.mark.parametrize("method", ["prefix", "prompt"])
 def test_trained_prefix_and_prompt_change_generation(
     method: str, tiny_task: TinyTask, tmp_path: Path
 ) -> None:
-    """The transformers 5.24 hazard: generate() silently ignored the learned prefix. A trained
-    variant's generate() must give exactly the tokens and logits of a step-by-step forward pass of
-    the variant, and those logits must differ from the base model's."""
+    """A trained prefix or prompt variant, decoded the way the predict job decodes it (left-padded
+    batches, KV cache), gives at every step the logits of a full forward pass of each prompt alone
+    through peft, and those differ from the base model's: the learned tokens are not ignored."""
     rows = encode(tiny_task.train.iloc[:16].assign(target="서울"), tiny_task.tokenizer)
     trainer = make_trainer(tiny_task, method, rows=rows, epochs=5)
     trainer.run(tmp_path / "checkpoints", tmp_path / "metrics.csv")
     save_variant(trainer.model, settings(method), tiny_task.base_dir, tmp_path / "variant")
-    model = load_variant(tmp_path / "variant", tiny_task.base_dir, "cpu")
+    model = prepare_for_inference(load_variant(tmp_path / "variant", tiny_task.base_dir, "cpu"))
+    validation = tiny_task.validation_rows.iloc[:6]
+    prompts = [
+        list(ids[:n])
+        for ids, n in zip(validation["input_ids"], validation["prompt_len"], strict=True)
+    ]
+    assert len({len(p) for p in prompts}) > 1, "prompts of different lengths: real padding"
+    eos = tiny_task.tokenizer.eos_id
+    options = {"stop_ids": [eos], "pad_id": eos, "batch_size": 6, "max_new_tokens": 6}
+    generated, worst = batched_vs_alone(model, prompts, device="cpu", **options)
+    assert worst <= 1e-5
     base = load_base_model(tiny_task.base_dir).eval()
-    n, eos = 6, tiny_task.tokenizer.eos_id
-    for ids, prompt_len in zip(
-        tiny_task.validation_rows["input_ids"][:4],
-        tiny_task.validation_rows["prompt_len"][:4],
-        strict=True,
-    ):
-        prompt = torch.tensor([list(ids[:prompt_len])])
-        output = generate(model, prompt, n, eos, return_dict_in_generate=True, output_logits=True)
-        tokens, logits = _stepwise_greedy(model, prompt[0].tolist(), n, eos)
-        assert output.sequences[0, prompt_len:].tolist() == tokens
-        torch.testing.assert_close(torch.cat(output.logits), logits, rtol=1e-4, atol=1e-4)
-        _, base_logits = _stepwise_greedy(base, prompt[0].tolist(), 1, eos)
-        assert (logits[0] - base_logits[0]).abs().max() > 0.01, "generation ignores the variant"
+    for prompt, tokens in zip(prompts, generated, strict=True):
+        variant_logits = alone_logits(model, prompt, tokens[:1])
+        base_logits = alone_logits(base, prompt, tokens[:1])
+        assert (variant_logits - base_logits).abs().max() > 0.01, "generation ignores the variant"

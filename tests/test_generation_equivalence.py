@@ -1,16 +1,20 @@
-"""koqa's batched, cached, left-padded greedy generation gives exactly the tokens of a step-by-step
-argmax over full forward passes (no cache, one prompt at a time), for every adaptation method.
+"""koqa's batched, cached, left-padded greedy generation computes, at every step, the logits of a full
+forward pass of each prompt alone (no cache, no padding), for every adaptation method, with and
+without shared prefixes, on a briefly pretrained tiny Llama whose answers stop in every way (EOS, a
+line break, the length cap), so rows leave their batch mid-way.
 
 Each variant is made the way training makes it (``trainable_model``), its trainable weights moved off
 their initial values (LoRA starts as a no-op, IA3 as identity scaling), saved like a trained variant
-and loaded back with ``load_variant``, as the predict job does. This is the guard for the
-transformers 5.24 + peft break in which ``generate()`` ignored prefix and prompt tuning.
+and loaded back with ``load_variant``, as the predict job does. Prompt tuning through peft's
+``generate()`` was off by ~1e-3 (position ids dropped for left-padded rows); fp32 on the CPU rounds at
+~1e-7. tests/test_architectures.py does the same on every model family.
 """
 
 from pathlib import Path
 
 import pytest
 import torch
+from generation_check import batched_vs_alone
 from tiny_task import ARCH
 from transformers import PreTrainedTokenizerFast
 
@@ -20,7 +24,6 @@ from koqa.model.adapters import MANIFEST, load_variant, trainable_model
 from koqa.model.basemodel import build_tiny_llama, load_base_model, pretrain
 from koqa.predict.generate import (
     MIN_SHARED_TOKENS,
-    greedy_generate,
     prefix_groups,
     prepare_for_inference,
     stop_token_ids,
@@ -28,6 +31,8 @@ from koqa.predict.generate import (
 from koqa.train.variants import METHODS, resolve_variant
 
 MAX_NEW_TOKENS = 10
+TOLERANCE = 3e-5  # observed <= 9e-6 (qlora); prompt tuning through peft's generate(): ~1e-3
+NOISE = {"full": 0.02, "lora": 0.2, "qlora": 0.2, "dora": 0.2}  # see _move_off_initial_values
 # A short pretraining on these makes the model stop the way real answers do: at EOS after a
 # sentence, at a line break, or not before the length cap.
 CORPUS = [
@@ -70,6 +75,7 @@ def _make_variant(method: str, base_dir: Path, out_dir: Path) -> Path:
         return out_dir
     settings = resolve_variant({"train": {}, "variants": {method: {"method": method}}}, method)
     base = load_base_model(base_dir, quantize_4bit=method == "qlora")
+    torch.manual_seed(0)  # LoRA's initialization: the same variant whatever ran before
     model = trainable_model(base, settings)
     _move_off_initial_values(model, method, base.get_input_embeddings().weight.detach().clone())
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -78,9 +84,11 @@ def _make_variant(method: str, base_dir: Path, out_dir: Path) -> Path:
 
 @torch.no_grad()
 def _move_off_initial_values(model: torch.nn.Module, method: str, vocab: torch.Tensor) -> None:
-    """Stand in for training: Gaussian noise on the trainable weights (small for ``full``). Prompt
-    tuning's virtual tokens become embeddings of random vocabulary tokens instead (peft's
-    sample-vocab initialization): random directions barely sway a pretrained model."""
+    """Stand in for training: Gaussian noise on the trainable weights (small for ``full``, and for
+    LoRA's factors, whose product would otherwise outweigh the model and magnify fp32 rounding to
+    ~1e-4 between any two ways of computing the same logits). Prompt tuning's virtual tokens become
+    embeddings of random vocabulary tokens instead (peft's sample-vocab initialization): random
+    directions barely sway a pretrained model."""
     generator = torch.Generator().manual_seed(11)
     for parameter in (p for p in model.parameters() if p.requires_grad):
         if method == "prompt":
@@ -88,7 +96,7 @@ def _move_off_initial_values(model: torch.nn.Module, method: str, vocab: torch.T
             parameter.copy_(vocab[rows])
         else:
             noise = torch.randn(parameter.shape, generator=generator).to(parameter.dtype)
-            parameter.add_(noise * (0.02 if method == "full" else 1.0))
+            parameter.add_(noise * NOISE.get(method, 1.0))
 
 
 @torch.inference_mode()
@@ -127,7 +135,7 @@ def base_generations(
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_batched_cached_generation_equals_stepwise_argmax(
+def test_batched_cached_generation_equals_each_prompt_alone(
     method: str,
     base_dir: Path,
     prompts: list[list[int]],
@@ -143,7 +151,7 @@ def test_batched_cached_generation_equals_stepwise_argmax(
 
     expected = [_reference(model, prompt, set(stop_ids)) for prompt in prompts]
     for share_prefixes in (True, False):
-        batched = greedy_generate(
+        batched, worst = batched_vs_alone(
             model,
             prompts,
             stop_ids=stop_ids,
@@ -153,6 +161,7 @@ def test_batched_cached_generation_equals_stepwise_argmax(
             device="cpu",
             share_prefixes=share_prefixes,
         )
+        assert worst <= TOLERANCE, f"share_prefixes={share_prefixes}: logits off by {worst:.1e}"
         assert batched == expected, f"share_prefixes={share_prefixes}"
     if method != "zeroshot":  # the adapter must change the answers, or this proves nothing
         assert expected != base_generations

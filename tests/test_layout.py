@@ -1,5 +1,6 @@
 """The package's shape: koqa never imports snakemake, and its data and scoring stages never import
-torch (they run in the light `envs/data.yaml` environment and must start fast)."""
+torch (they run in the light `envs/data.yaml` environment and must start fast), nor does what the
+Snakefile imports."""
 
 import ast
 import subprocess
@@ -28,13 +29,8 @@ def test_koqa_never_imports_snakemake(path):
     assert "snakemake" not in _imported_modules(path)
 
 
-@pytest.mark.parametrize("package", LIGHT_PACKAGES)
-def test_light_stages_do_not_import_torch(package):
-    modules = sorted(
-        f"koqa.{package}.{path.stem}"
-        for path in (KOQA / package).glob("*.py")
-        if path.stem != "__init__"
-    )
+def _heavy_imports(modules: list[str]) -> str:
+    """Which of torch, peft and snakemake importing ``modules`` pulls in, in a fresh process."""
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
@@ -43,4 +39,19 @@ def test_light_stages_do_not_import_torch(package):
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "[]", f"koqa.{package} imported {result.stdout.strip()}"
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("package", LIGHT_PACKAGES)
+def test_light_stages_do_not_import_torch(package):
+    modules = sorted(
+        f"koqa.{package}.{path.stem}"
+        for path in (KOQA / package).glob("*.py")
+        if path.stem != "__init__"
+    )
+    assert _heavy_imports(modules) == "[]", f"koqa.{package} imported torch, peft or snakemake"
+
+
+def test_what_the_snakefile_imports_needs_no_torch():
+    """rules/common.smk checks the variants (and the model family) before any job starts."""
+    assert _heavy_imports(["koqa.train.variants", "koqa.model.families"]) == "[]"

@@ -1,4 +1,4 @@
-"""Pieces of prediction: the answer-length budget, stop tokens, left padding, cutting at the stop."""
+"""Pieces of prediction: the answer-length budget, stop tokens, left padding, batching."""
 
 import math
 from pathlib import Path
@@ -10,7 +10,6 @@ from koqa.data.shards import write_shards
 from koqa.data.tokenizer import load_text_tokenizer
 from koqa.predict.generate import (
     answer_token_budget,
-    cut_at_stop,
     left_pad,
     plan_batches,
     prefix_groups,
@@ -51,12 +50,6 @@ def test_left_pad_right_aligns_every_prompt() -> None:
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
 
 
-def test_cut_at_stop_keeps_the_stop_token_and_drops_the_padding() -> None:
-    assert cut_at_stop([4, 5, 2, 0, 0], {2, 9}) == [4, 5, 2]
-    assert cut_at_stop([4, 9, 2], {2, 9}) == [4, 9]
-    assert cut_at_stop([4, 5], {2}) == [4, 5]
-
-
 def test_prompts_sharing_a_prefix_are_grouped() -> None:
     context = list(range(100, 120))  # 20 shared tokens, like one context with several questions
     prompts = [[*context, 1, 2], [5, 6, 7], [*context, 3], [*context, 1, 2, 4]]
@@ -71,8 +64,5 @@ def test_batches_hold_whole_groups_up_to_the_batch_size() -> None:
     batches = plan_batches(prompts, batch_size=4, min_shared=16)
     assert all(sum(len(g) for _, g in batch) <= 4 for batch in batches)
     assert sorted(i for batch in batches for _, g in batch for i in g) == list(range(7))
-    plain = plan_batches(prompts, batch_size=4, min_shared=None)
-    assert [[i for _, g in batch for i in g] for batch in plain] == [[5, 6, 0, 1], [2, 3, 4]]
-    assert all(shared == 0 for batch in plain for shared, _ in batch)
     alone = plan_batches(prompts, batch_size=4, min_shared=math.inf)  # no sharing: each prompt
     assert all(shared == len(prompts[g[0]]) - 1 for b in alone for shared, g in b)  # runs whole

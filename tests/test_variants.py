@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
 
 from koqa.train.variants import (
     METHODS,
@@ -16,6 +18,7 @@ from koqa.train.variants import (
     uses_gradient_checkpointing,
 )
 
+SCHEMA = Path(__file__).parents[1] / "schemas/config.schema.yaml"
 with open(Path(__file__).parents[1] / "config.yaml", encoding="utf-8") as handle:
     CONFIG = yaml.safe_load(handle)
 
@@ -55,6 +58,14 @@ def test_every_method_with_defaults_is_valid(method: str) -> None:
         (
             {"method": "ia3", "target_modules": ["k_proj"], "feedforward_modules": ["down_proj"]},
             r"variants\.v\.feedforward_modules: \['down_proj'\] must also be in target_modules",
+        ),
+        (
+            {"method": "ia3", "target_modules": ["k_proj"]},
+            r"variants\.v\.feedforward_modules: set target_modules and feedforward_modules together",
+        ),
+        (
+            {"method": "ia3", "feedforward_modules": []},
+            r"variants\.v\.target_modules: set target_modules and feedforward_modules together",
         ),
         ({"method": "lora", "precision": "fp16", "device": "cpu"}, r"variants\.v\.precision"),
         ({"method": "lora", "early_stopping_patience": 2}, r"variants\.v\.early_stopping_patience"),
@@ -97,6 +108,30 @@ def test_gradient_checkpointing_auto_means_gpu_and_allowed(
     settings = resolve_variant(_config(v={"method": method, "gradient_checkpointing": choice}), "v")
     check_variant(settings)
     assert uses_gradient_checkpointing(settings, device) is expected
+
+
+def test_target_modules_default_to_every_linear_layer_or_the_family_defaults() -> None:
+    """LoRA-family methods adapt every linear layer whatever the family calls them (Phi-3's fused
+    qkv_proj); IA3 takes peft's modules for the model's family; a variant's own list wins."""
+    config = _config(lora={"method": "lora"}, ia3={"method": "ia3"}, mine={"method": "dora"})
+    config["variants"]["mine"]["target_modules"] = ["q_proj"]
+    assert resolve_variant(config, "lora")["target_modules"] == "all-linear"
+    ia3 = resolve_variant(config, "ia3")
+    assert (ia3["target_modules"], ia3["feedforward_modules"]) == (None, None)
+    assert resolve_variant(config, "mine")["target_modules"] == ["q_proj"]
+    check_all(config)
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"), [("all-linear", True), (["qkv_proj"], True), ("all", False), ([], False)]
+)
+def test_the_schema_takes_all_linear_or_a_list(value: object, valid: bool) -> None:
+    config = _config(v={"method": "lora", "target_modules": value})
+    if valid:
+        validate(config, str(SCHEMA))
+    else:
+        with pytest.raises(WorkflowError, match=r"target_modules|is not valid"):
+            validate(config, str(SCHEMA))
 
 
 def test_submission_must_name_a_variant() -> None:

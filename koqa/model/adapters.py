@@ -29,6 +29,7 @@ from transformers.pytorch_utils import Conv1D
 
 from koqa.files import atomic_path, read_json, write_json
 from koqa.model.basemodel import load_base_model
+from koqa.model.families import check_family_support
 from koqa.train.loop import compute_dtype
 from koqa.train.variants import LORA_METHODS, VariantError
 
@@ -70,15 +71,17 @@ def _peft_config(settings: dict) -> PeftConfig:
 
 
 def check_target_modules(model: PreTrainedModel, settings: dict) -> None:
-    """Every module a LoRA/IA3 variant targets must name linear layers of ``model``: ``Linear``,
-    or the transposed ``Conv1D`` of the GPT-2 family (``c_attn``), which peft adapts too."""
+    """Every module a LoRA/IA3 variant lists must name linear layers of ``model``: ``Linear``,
+    or the transposed ``Conv1D`` of the GPT-2 family (``c_attn``), which peft adapts too.
+    ``"all-linear"`` and the family's defaults (no list) are peft's to resolve."""
     linear = {
         name.rsplit(".", 1)[-1]
         for name, module in model.named_modules()
         if isinstance(module, (torch.nn.Linear, Conv1D))
     }
     for key in ("target_modules", "feedforward_modules"):
-        missing = sorted(set(settings.get(key) or []) - linear)
+        listed = settings.get(key)
+        missing = sorted(set(listed) - linear) if isinstance(listed, list) else []
         if missing:
             raise VariantError(
                 f"variants.{settings['name']}.{key}: {missing} are not linear layers of the model "
@@ -91,6 +94,7 @@ def trainable_model(
 ) -> PreTrainedModel:
     """The model to train for ``settings['method']`` (``base`` is modified in place)."""
     method = settings["method"]
+    check_family_support(settings, base.config.model_type)
     if method == "full":
         base.requires_grad_(True)
         if gradient_checkpointing:

@@ -14,17 +14,32 @@ Little is computed twice, on padding, or for rows that are done:
   the batch and the cache at once. Batches hold whole groups, sorted by prefix length; a group
   larger than ``batch_size`` is split into parts of at most ``batch_size`` rows, each part running
   the prefix once.
-- prefix and prompt tuning exist only inside peft's ``generate()``: their prompts are sorted by
-  length, left-padded and handed to it whole.
+- *prefix and prompt tuning* are decoded by the same loop, not by peft's ``generate()``. For prompt
+  tuning, peft drops the position ids that ``generate()`` derives from the attention mask, so a
+  left-padded row's text sits a gap of padding away from its virtual tokens and its logits differ
+  from the prompt's alone (by ~1e-3 to 1e-1 on tiny models); ``generate()`` would also forgo the
+  shared prefixes and keep finished rows. Here the virtual tokens come from peft's ``get_prompt``:
+  prompt tuning's embeddings go in front of each row's text, after its padding; prefix tuning's
+  keys and values start the cache, the padding follows them. Positions always come from the
+  attention mask, as in training.
 
-Both give token for token what a step-by-step argmax over full forward passes of each prompt alone
-gives (``tests/test_generation_equivalence.py`` checks it for every adaptation method).
+All of it gives, to float rounding, the logits of a step-by-step full forward pass of each prompt
+alone (``tests/test_generation_equivalence.py`` and ``tests/test_architectures.py`` compare every
+step's logits, for every adaptation method on every model family).
+
+Sliding-window layers (Mistral, Gemma 2/3, EXAONE 4) count padding inside a row as part of the
+window. While every row's virtual tokens, prompt and answer fit in the window (the contest's
+prompts do), all of the above is exact. When they may not, prefixes are not shared, so padding
+stays in front of each row and the result stays exact, except for prefix tuning, whose padding
+follows its virtual tokens: a padded row then sees fewer of its oldest tokens than alone (a
+warning says so).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -32,23 +47,59 @@ import torch
 from peft import PeftModel
 from tokenizers import Tokenizer
 from tqdm import tqdm
-from transformers import GenerationConfig, PreTrainedModel
+from transformers import Cache, PreTrainedModel
 
 from koqa.train.loop import autocast
 
+log = logging.getLogger("koqa")
 MIN_SHARED_TOKENS = 16
 # A batch: groups of (prefix length, prompt indices); all prompts of a group share that prefix.
 Batch = list[tuple[int, list[int]]]
+# Called at every decoding step with the prompt indices of the rows still generating and their
+# next-token logits (one row each): how a test sees what decoding computed.
+StepLogits = Callable[[list[int], torch.Tensor], None]
+
+
+@dataclass(frozen=True)
+class VirtualTokens:
+    """What prefix or prompt tuning puts before every prompt: ``count`` positions that every row
+    attends to, given as input embeddings (prompt tuning: ``embeddings``, with the ``embed``
+    function the model's own tokens go through) or as a key/value cache (prefix tuning: ``cache``
+    builds one for a batch of rows). ``count`` 0: none."""
+
+    count: int = 0
+    embeddings: torch.Tensor | None = None
+    embed: Callable[[torch.Tensor], torch.Tensor] | None = None
+    cache: Callable[[int], Cache] | None = None
+
+
+def virtual_tokens(model: PreTrainedModel) -> VirtualTokens:
+    """The virtual tokens of a prefix- or prompt-tuned peft model, from peft's own ``get_prompt``
+    (as its forward pass builds them); none for any other model."""
+    if not (isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning):
+        return VirtualTokens()
+    config = model.active_peft_config
+    if config.peft_type == "PREFIX_TUNING":
+        return VirtualTokens(config.num_virtual_tokens, cache=model.get_prompt)
+    if config.peft_type == "PROMPT_TUNING":
+        embeddings = model.get_prompt(batch_size=1)[0]
+        return VirtualTokens(config.num_virtual_tokens, embeddings, embed=model.word_embeddings)
+    raise ValueError(f"koqa cannot decode {config.peft_type} models")
 
 
 @dataclass(frozen=True)
 class Decoding:
-    """How every batch is decoded: the padding id, the stop tokens, the length cap, the device."""
+    """How every batch is decoded: the network that runs (a peft model's base, whose adapter
+    layers are in place), the virtual tokens before every prompt, the padding id, the stop
+    tokens, the length cap, the device, and who sees each step's logits."""
 
+    network: PreTrainedModel
+    virtual: VirtualTokens
     pad_id: int
     stops: frozenset[int]
     max_new_tokens: int
     device: str
+    on_step: StepLogits | None = None
 
 
 def answer_token_budget(answer_lengths: Iterable[int], quantile: float, margin: int) -> int:
@@ -71,23 +122,16 @@ def stop_token_ids(tokenizer: Tokenizer, eos_id: int) -> list[int]:
 
 def prepare_for_inference(model: PreTrainedModel) -> PreTrainedModel:
     """The model to generate with: a LoRA, DoRA or IA3 adapter on a full-precision base folded into
-    its weights (the same function with fewer matrix products; a 4-bit base keeps its adapter), and
-    the model's own generation defaults (a hub model may ship a repetition penalty or sampling
-    settings) replaced so that every token is the plain argmax."""
+    its weights (the same function with fewer matrix products; a 4-bit base keeps its adapter).
+    A model's own generation defaults (sampling, repetition penalty) play no part: koqa's loop
+    takes the plain argmax."""
     if (
         isinstance(model, PeftModel)
         and model.active_peft_config.peft_type in ("LORA", "IA3")
         and getattr(model.get_base_model().config, "quantization_config", None) is None
     ):
         model = model.merge_and_unload()
-    inner = model.get_base_model() if isinstance(model, PeftModel) else model
-    inner.generation_config = GenerationConfig()
     return model
-
-
-def uses_peft_prompts(model: PreTrainedModel) -> bool:
-    """Prefix or prompt tuning: peft adds them inside ``generate()`` only."""
-    return isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning
 
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,17 +174,11 @@ def prefix_groups(prompts: list[list[int]], min_shared: float) -> list[tuple[int
     return result
 
 
-def plan_batches(
-    prompts: list[list[int]], batch_size: int, min_shared: float | None
-) -> list[Batch]:
+def plan_batches(prompts: list[list[int]], batch_size: int, min_shared: float) -> list[Batch]:
     """Batches of at most ``batch_size`` prompts: prefix groups (``min_shared``, see
     :func:`prefix_groups`) sorted by prefix length, whole where they fit and a group larger than
-    ``batch_size`` split into parts of ``batch_size``; with ``None``, single prompts sorted by
-    length with no prefix (for ``generate()``)."""
-    if min_shared is None:
-        groups = [(0, [i]) for i in sorted(range(len(prompts)), key=lambda i: len(prompts[i]))]
-    else:
-        groups = sorted(prefix_groups(prompts, min_shared), key=lambda g: g[0])
+    ``batch_size`` split into parts of ``batch_size``."""
+    groups = sorted(prefix_groups(prompts, min_shared), key=lambda g: g[0])
     batches: list[Batch] = [[]]
     for shared, group in groups:
         for start in range(0, len(group), batch_size):
@@ -151,22 +189,46 @@ def plan_batches(
     return [batch for batch in batches if batch]
 
 
-def cut_at_stop(tokens: list[int], stop_ids: set[int]) -> list[int]:
-    """``tokens`` up to and including the first stop token (what follows is padding)."""
-    for position, token in enumerate(tokens):
-        if token in stop_ids:
-            return tokens[: position + 1]
-    return tokens
-
-
 def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids that skip padding wherever it is (left, or between prefix and suffix)."""
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def _decode_batch(
-    model: PreTrainedModel, prompts: list[list[int]], batch: Batch, how: Decoding
-) -> dict[int, list[int]]:
+def _with_virtual_embeddings(ids: torch.Tensor, virtual: VirtualTokens) -> torch.Tensor:
+    """Input embeddings of ``ids``, in which ``-count .. -1`` stand for the virtual tokens."""
+    embeds = virtual.embed(ids.clamp(min=0))
+    slots = ids < 0
+    embeds[slots] = virtual.embeddings[ids[slots] + virtual.count].to(embeds.dtype)
+    return embeds
+
+
+def _start(prefixes: list[list[int]], how: Decoding) -> tuple[Cache | None, torch.Tensor]:
+    """Run the virtual tokens and each group's shared prefix once, left-padded: the cache (None
+    while nothing has run) and the attention mask, one row per group."""
+    virtual, n = how.virtual, len(prefixes)
+    if virtual.embeddings is not None:  # prompt tuning: the padding goes before the virtual tokens
+        ids, mask = left_pad([[*range(-virtual.count, 0), *p] for p in prefixes], how.pad_id)
+        ids, mask = ids.to(how.device), mask.to(how.device)
+        inputs, cache = {"inputs_embeds": _with_virtual_embeddings(ids, virtual)}, None
+    else:  # prefix tuning: the virtual keys and values start the cache, the padding follows
+        ids, mask = left_pad(prefixes, how.pad_id)
+        ids, mask = ids.to(how.device), mask.to(how.device)
+        inputs, cache = {"input_ids": ids}, virtual.cache(n) if virtual.cache else None
+        mask = torch.cat([mask.new_ones((n, virtual.count)), mask], dim=1)
+    if not ids.shape[1]:
+        return cache, mask
+    output = how.network(
+        **inputs,
+        attention_mask=mask,
+        position_ids=_positions(mask)[:, -ids.shape[1] :],
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return output.past_key_values, mask
+
+
+def _decode_batch(prompts: list[list[int]], batch: Batch, how: Decoding) -> dict[int, list[int]]:
     """Greedy tokens for the prompts of ``batch``: each distinct prefix runs once, every row gets a
     copy of its prefix's cache and runs its own suffix, then one token per step; a row that has
     stopped leaves the batch (and the cache) at once."""
@@ -174,17 +236,8 @@ def _decode_batch(
     owner = torch.tensor(
         [k for k, (_, group) in enumerate(batch) for _ in group], device=how.device
     )
-    prefix_ids, prefix_mask = left_pad([prompts[g[0]][:shared] for shared, g in batch], how.pad_id)
-    prefix_ids, prefix_mask = prefix_ids.to(how.device), prefix_mask.to(how.device)
-    cache = None
-    if prefix_ids.shape[1]:
-        cache = model(
-            input_ids=prefix_ids,
-            attention_mask=prefix_mask,
-            position_ids=_positions(prefix_mask),
-            use_cache=True,
-            logits_to_keep=1,
-        ).past_key_values
+    cache, prefix_mask = _start([prompts[g[0]][:shared] for shared, g in batch], how)
+    if cache is not None:
         cache.reorder_cache(owner)  # row i gets the cache of its group's prefix
     suffix_ids, suffix_mask = left_pad([prompts[i][n:] for n, g in batch for i in g], how.pad_id)
     inputs = suffix_ids.to(how.device)
@@ -193,7 +246,7 @@ def _decode_batch(
     alive = list(range(len(rows)))  # positions in `rows` of the rows still generating
     generated: list[list[int]] = [[] for _ in rows]
     for step in range(how.max_new_tokens):
-        output = model(
+        output = how.network(
             input_ids=inputs,
             attention_mask=mask,
             position_ids=positions,
@@ -202,7 +255,10 @@ def _decode_batch(
             logits_to_keep=1,
         )
         cache = output.past_key_values
-        tokens = output.logits[:, -1].argmax(-1)
+        logits = output.logits[:, -1]
+        if how.on_step:
+            how.on_step([rows[k] for k in alive], logits)
+        tokens = logits.argmax(-1)
         keep = []
         for k, (row, token) in enumerate(zip(alive, tokens.tolist(), strict=True)):
             generated[row].append(token)
@@ -225,27 +281,21 @@ def _decode_batch(
     return dict(zip(rows, generated, strict=True))
 
 
-def _generate_batch(
-    model: PreTrainedModel, prompts: list[list[int]], batch: Batch, how: Decoding
-) -> dict[int, list[int]]:
-    """Greedy tokens for the prompts of ``batch`` from ``generate()``, left-padded: the way peft
-    injects prefix and prompt tuning."""
-    rows = [i for _, group in batch for i in group]
-    input_ids, attention_mask = left_pad([prompts[i] for i in rows], how.pad_id)
-    config = GenerationConfig(
-        max_new_tokens=how.max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        eos_token_id=sorted(how.stops),
-        pad_token_id=how.pad_id,
+def _past_the_window(how: Decoding, longest_prompt: int) -> bool:
+    """Whether a row can reach past the model's sliding window (its virtual tokens, prompt and
+    answer together); then padding inside a row would shift what the window holds, so prefixes are
+    not shared (prefix tuning pads after its virtual tokens anyway: a warning says so)."""
+    window = getattr(how.network.config, "sliding_window", None)
+    if not window or how.virtual.count + longest_prompt + how.max_new_tokens <= window:
+        return False
+    log.warning(
+        "prompts reach past the model's %d-token sliding window: no shared prefixes%s",
+        window,
+        "; prefix tuning's padded rows may differ from each prompt alone"
+        if how.virtual.cache
+        else "",
     )
-    output = model.generate(
-        input_ids=input_ids.to(how.device),
-        attention_mask=attention_mask.to(how.device),
-        generation_config=config,
-    )
-    new_tokens = output[:, input_ids.shape[1] :].tolist()
-    return {i: cut_at_stop(tokens, how.stops) for i, tokens in zip(rows, new_tokens, strict=True)}
+    return True
 
 
 @torch.inference_mode()
@@ -260,21 +310,28 @@ def greedy_generate(
     device: str,
     precision: str = "auto",
     share_prefixes: bool = True,
+    on_step: StepLogits | None = None,
 ) -> list[list[int]]:
     """The generated tokens of every prompt, in prompt order, each up to and including its stop token.
 
-    ``model`` comes from :func:`prepare_for_inference`.
+    ``model`` comes from :func:`prepare_for_inference`; ``on_step`` sees every step's logits.
     """
-    if uses_peft_prompts(model):
-        batches, step = plan_batches(prompts, batch_size, None), _generate_batch
-    else:
-        min_shared = MIN_SHARED_TOKENS if share_prefixes else math.inf
-        batches, step = plan_batches(prompts, batch_size, min_shared), _decode_batch
-    how = Decoding(pad_id, frozenset(stop_ids), max_new_tokens, device)
+    how = Decoding(
+        network=model.get_base_model() if isinstance(model, PeftModel) else model,
+        virtual=virtual_tokens(model),
+        pad_id=pad_id,
+        stops=frozenset(stop_ids),
+        max_new_tokens=max_new_tokens,
+        device=device,
+        on_step=on_step,
+    )
+    if share_prefixes and _past_the_window(how, max(map(len, prompts), default=0)):
+        share_prefixes = False
+    min_shared = MIN_SHARED_TOKENS if share_prefixes else math.inf
     generated: list[list[int]] = [[] for _ in prompts]
-    for batch in tqdm(batches, desc="predict", mininterval=5):
+    for batch in tqdm(plan_batches(prompts, batch_size, min_shared), desc="predict", mininterval=5):
         with autocast(device, precision):
-            tokens = step(model, prompts, batch, how)
+            tokens = _decode_batch(prompts, batch, how)
         for i, row_tokens in tokens.items():
             generated[i] = row_tokens
     return generated

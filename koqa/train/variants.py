@@ -15,13 +15,13 @@ LORA_METHODS = ("lora", "qlora", "dora")
 VIRTUAL_TOKEN_METHODS = ("prefix", "prompt")
 
 
-# Settings each method needs, used when the variant does not set them.
+# Settings each method needs, used when the variant does not set them. Target modules: peft's
+# "all-linear" (every linear layer but the output head, whatever the family calls them: Llama's
+# q_proj .. down_proj, Phi-3's fused qkv_proj and gate_up_proj); IA3's None means peft's defaults
+# for the model's family (see koqa.model.families for the families peft has none for).
 METHOD_DEFAULTS: dict[str, dict] = {
-    "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
-    "ia3": {
-        "target_modules": ["k_proj", "v_proj", "down_proj"],
-        "feedforward_modules": ["down_proj"],
-    },
+    "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"},
+    "ia3": {"target_modules": None, "feedforward_modules": None},
     "prefix": {"num_virtual_tokens": 16},
     "prompt": {"num_virtual_tokens": 16},
 }
@@ -74,9 +74,17 @@ def check_variant(settings: dict) -> None:
         if key in settings:
             fail(key, f"the {method} method does not use this key")
     if method == "ia3":
-        stray = sorted(set(settings["feedforward_modules"]) - set(settings["target_modules"]))
-        if stray:
-            fail("feedforward_modules", f"{stray} must also be in target_modules")
+        targets, feedforward = settings["target_modules"], settings["feedforward_modules"]
+        if (targets is None) != (feedforward is None):
+            fail(
+                "feedforward_modules" if feedforward is None else "target_modules",
+                "set target_modules and feedforward_modules together, or neither (the family's "
+                "defaults)",
+            )
+        if isinstance(targets, list) and feedforward:
+            stray = sorted(set(feedforward) - set(targets))
+            if stray:
+                fail("feedforward_modules", f"{stray} must also be in target_modules")
 
 
 def check_all(config: dict) -> None:
