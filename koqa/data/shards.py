@@ -96,14 +96,19 @@ def context_window(
     return lo, lo + budget
 
 
-def _char_window(context: str, starts: np.ndarray, ends: np.ndarray, lo: int, hi: int):
+def _char_window(
+    context: str, starts: np.ndarray, ends: np.ndarray, lo: int, hi: int
+) -> tuple[int, int]:
     """The characters [start, end) of tokens [lo, hi), without whitespace at either edge."""
     start, end = int(starts[lo]), int(ends[hi - 1])
     text = context[start:end]
-    return start + len(text) - len(text.lstrip()), end - (len(text) - len(text.rstrip()))
+    left = len(text) - len(text.lstrip())
+    right = len(text) - left - len(text.strip())
+    return start + left, end - right
 
 
 def _lengths(encodings: list) -> np.ndarray:
+    """The length of each encoding (or list)."""
     return np.fromiter((len(e) for e in encodings), np.int64, len(encodings))
 
 
@@ -135,16 +140,155 @@ class _ContextOffsets:
             self.spans[index] = offsets[:, 0], offsets[:, 1]
 
 
-def _too_long(split: str, row_id: str, needed: int, max_seq_len: int) -> tuple[str, str, str]:
-    """The dropped-table record of a row whose question leaves no room for its context; a test
-    row stops the run instead."""
-    what = "prompt without its context" + (" and the answer" if split == "train" else "")
-    if split == "test":
-        raise ValueError(
-            f"row {row_id}: the question is too long: the {what} needs {needed} tokens of "
-            f"prompt.max_seq_len {max_seq_len}; raise prompt.max_seq_len"
+class _SplitEncoder:
+    """The rows of one split on their way to token ids: first the token counts of their pieces,
+    then rounds of cutting and whole-text encoding until every row fits, then the targets."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        tokenizer: TextTokenizer,
+        layout: PromptLayout,
+        max_seq_len: int,
+        split: str,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+        self.tokenizer, self.layout = tokenizer, layout
+        self.max_seq_len, self.split = max_seq_len, split
+        self.training, self.labelled = split == "train", split != "test"
+        self.ids = frame["id"].astype(str).tolist()
+        self.context_of_row, contexts = pd.factorize(frame["context"])
+        self.contexts = list(contexts)
+        self.questions = frame["question"].tolist()
+        self.targets = (
+            [layout.target_text(t) for t in frame["target"].tolist()] if self.labelled else []
         )
-    return row_id, "question_too_long", f"the {what} needs {needed} of {max_seq_len} tokens"
+        n_rows = len(frame)
+        self.spans = _answer_spans(frame) if self.training else [None] * n_rows
+        self.offsets = _ContextOffsets(tokenizer, self.contexts)
+        self.dropped: list[tuple[str, str, str]] = []
+        self.targets_apart = 0
+        self.alive = np.ones(n_rows, bool)
+        self.prompts: list = [None] * n_rows
+        self.fulls: list = [None] * n_rows  # whole encodings of prompt + target
+        self.windows = np.zeros((n_rows, 2), np.int64)  # kept characters of each context
+        self.windows[:, 1] = [len(self.contexts[i]) for i in self.context_of_row]
+
+        # token counts of the pieces, to size the cuts: each context alone, each row's prompt
+        # without its context (what must fit however short the cut), each training target
+        self.context_tokens = self._lengths(self.contexts, special=False)[self.context_of_row]
+        self.overhead = self._lengths([layout.prompt_text("", q) for q in self.questions])
+        self.answer_tokens = np.zeros(n_rows, np.int64)
+        if self.training:
+            self.answer_tokens = self._lengths(self.targets, special=False) + len(layout.end_ids)
+        self.kept_tokens = self.context_tokens.copy()
+        # context tokens that may be kept
+        self.limit = np.minimum(
+            max_seq_len - self.overhead - self.answer_tokens, self.context_tokens
+        )
+
+    def _lengths(self, texts: list[str], special: bool | None = None) -> np.ndarray:
+        """Token counts of ``texts`` (with the layout's special tokens unless ``special``)."""
+        add = self.layout.add_special_tokens if special is None else special
+        return _lengths(self.tokenizer.tokenizer.encode_batch_fast(texts, add_special_tokens=add))
+
+    def _drop_rows_without_room(self, rows: np.ndarray) -> np.ndarray:
+        """Drop the ``rows`` left no context token (a test row stops the run); return the rest."""
+        no_room = self.limit[rows] < np.minimum(self.context_tokens[rows], 1)
+        what = "prompt without its context" + (" and the answer" if self.training else "")
+        for r in rows[no_room]:
+            needed = int(self.overhead[r] + self.answer_tokens[r])
+            if self.split == "test":
+                raise ValueError(
+                    f"row {self.ids[r]}: the question is too long: the {what} needs {needed} "
+                    f"tokens of prompt.max_seq_len {self.max_seq_len}; raise prompt.max_seq_len"
+                )
+            detail = f"the {what} needs {needed} of {self.max_seq_len} tokens"
+            self.dropped.append((self.ids[r], "question_too_long", detail))
+        self.alive[rows[no_room]] = False
+        return rows[~no_room]
+
+    def _cut(self, rows: np.ndarray) -> None:
+        """Place the windows of the ``rows`` whose context must be cut to its ``limit``."""
+        cut = [r for r in rows if self.limit[r] < self.context_tokens[r]]
+        self.offsets.fetch({int(self.context_of_row[r]) for r in cut})
+        for r in cut:
+            context = int(self.context_of_row[r])
+            starts, ends = self.offsets.spans[context]
+            lo, hi = context_window(starts, ends, int(self.limit[r]), self.spans[r])
+            self.kept_tokens[r] = hi - lo
+            self.windows[r] = _char_window(self.contexts[context], starts, ends, lo, hi)
+
+    def _encode(self, rows: np.ndarray) -> np.ndarray:
+        """Encode the whole texts of ``rows``; return the length that must fit in each."""
+        texts = [
+            self.layout.prompt_text(
+                self.contexts[self.context_of_row[r]][slice(*self.windows[r])], self.questions[r]
+            )
+            for r in rows
+        ]
+        encode = self.tokenizer.tokenizer.encode_batch_fast
+        special = self.layout.add_special_tokens
+        prompts = encode(texts, add_special_tokens=special)
+        for r, encoding in zip(rows, prompts, strict=True):
+            self.prompts[r] = encoding.ids
+        if not self.labelled:
+            return _lengths(prompts)
+        with_targets = [text + self.targets[r] for text, r in zip(texts, rows, strict=True)]
+        fulls = encode(with_targets, add_special_tokens=special)
+        for r, encoding in zip(rows, fulls, strict=True):
+            self.fulls[r] = encoding.ids
+        # validation prompts must fit, as test prompts; training rows with their answer
+        return _lengths(fulls) + len(self.layout.end_ids) if self.training else _lengths(prompts)
+
+    def _target(self, r: int) -> list[int] | None:
+        """The target ids of row ``r``: what follows its prompt in the whole encoding, then
+        ``end_ids``; None for a training row whose prompt's last token merges with it."""
+        prompt, full = self.prompts[r], self.fulls[r]
+        if full[: len(prompt)] == prompt:
+            return full[len(prompt) :] + list(self.layout.end_ids)
+        if self.training:
+            boundary = full[len(prompt) - 1 : len(prompt) + 1]
+            detail = (
+                f"the prompt ends in token {prompt[-1]}, which the whole text with the answer "
+                f"encodes as {boundary}"
+            )
+            self.dropped.append((self.ids[r], "answer_merges_with_prompt", detail))
+            return None
+        # a validation row keeps its prompt; its target only feeds the validation loss
+        self.targets_apart += 1
+        return self.tokenizer.encode(self.targets[r]) + list(self.layout.end_ids)
+
+    def run(self) -> EncodedSplit:
+        """Cut and encode until every row fits, then assemble the table."""
+        todo = self._drop_rows_without_room(np.arange(len(self.ids)))
+        while todo.size:
+            self._cut(todo)
+            over = self._encode(todo) - self.max_seq_len
+            # a cut text that encodes to more tokens than counted does not fit: cut it shorter
+            todo, over = todo[over > 0], over[over > 0]
+            self.limit[todo] = np.minimum(self.limit[todo], self.kept_tokens[todo]) - over
+            todo = self._drop_rows_without_room(todo)
+        answers = []
+        for r in np.flatnonzero(self.alive):
+            target = self._target(r) if self.labelled else []
+            if target is None:
+                self.alive[r] = False
+            else:
+                answers.append(target)
+        kept = np.flatnonzero(self.alive)
+        table = _assemble(
+            [self.ids[r] for r in kept],
+            [self.prompts[r] for r in kept],
+            answers,
+            self.windows[kept],
+            self.context_tokens[kept],
+            self.kept_tokens[kept],
+            self.overhead[kept],
+        )
+        dropped = pd.DataFrame(self.dropped, columns=DROPPED_COLUMNS)
+        return EncodedSplit(table, dropped, self.targets_apart)
 
 
 def encode_split(
@@ -156,116 +300,9 @@ def encode_split(
 ) -> EncodedSplit:
     """Token ids and labels of the rows of ``frame`` for ``split`` (train, validation or test; the
     first two need ``target`` and ``answer_start`` columns), and the rows dropped."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-    n_rows = len(frame)
-    training, labelled = split == "train", split != "test"
-    if n_rows:
+    if len(frame):
         layout.check_rendering(frame["context"].iloc[0], frame["question"].iloc[0])
-    backend, special = tokenizer.tokenizer, layout.add_special_tokens
-    row_ids = frame["id"].astype(str).tolist()
-    context_of_row, contexts = pd.factorize(frame["context"])
-    contexts = list(contexts)
-    questions = frame["question"].tolist()
-    targets = [layout.target_text(t) for t in frame["target"].tolist()] if labelled else []
-    spans = _answer_spans(frame) if training else [None] * n_rows
-
-    # token counts of the pieces, to size the cuts: each context alone, each row's prompt without
-    # its context (what must fit however short the cut), each training answer
-    context_tokens = _lengths(backend.encode_batch_fast(contexts, add_special_tokens=False))
-    row_context_tokens = context_tokens[context_of_row]
-    overhead = _lengths(
-        backend.encode_batch_fast(
-            [layout.prompt_text("", q) for q in questions], add_special_tokens=special
-        )
-    )
-    answer_tokens = np.zeros(n_rows, np.int64)
-    if training:
-        answer_tokens = _lengths(backend.encode_batch_fast(targets, add_special_tokens=False))
-        answer_tokens += len(layout.end_ids)
-    # context tokens that may be kept; rows with room for none are dropped
-    limit = np.minimum(max_seq_len - overhead - answer_tokens, row_context_tokens)
-    alive = limit >= np.minimum(row_context_tokens, 1)
-    dropped = [
-        _too_long(split, row_ids[r], int(overhead[r] + answer_tokens[r]), max_seq_len)
-        for r in np.flatnonzero(~alive)
-    ]
-
-    windows = np.zeros((n_rows, 2), np.int64)  # kept characters of each context
-    windows[:, 1] = [len(contexts[i]) for i in context_of_row]
-    kept_tokens = row_context_tokens.copy()
-    prompts: list = [None] * n_rows
-    fulls: list = [None] * n_rows
-    offsets = _ContextOffsets(tokenizer, contexts)
-    todo = np.flatnonzero(alive)
-    while todo.size:
-        cut = [r for r in todo if limit[r] < row_context_tokens[r]]
-        offsets.fetch({int(context_of_row[r]) for r in cut})
-        for r in cut:
-            starts, ends = offsets.spans[int(context_of_row[r])]
-            lo, hi = context_window(starts, ends, int(limit[r]), spans[r])
-            kept_tokens[r] = hi - lo
-            windows[r] = _char_window(contexts[context_of_row[r]], starts, ends, lo, hi)
-        texts = [
-            layout.prompt_text(contexts[context_of_row[r]][slice(*windows[r])], questions[r])
-            for r in todo
-        ]
-        encoded = backend.encode_batch_fast(texts, add_special_tokens=special)
-        prompts_of_todo = [e.ids for e in encoded]
-        lengths = _lengths(encoded)
-        if labelled:
-            full = backend.encode_batch_fast(
-                [text + targets[r] for text, r in zip(texts, todo, strict=True)],
-                add_special_tokens=special,
-            )
-            for r, encoding in zip(todo, full, strict=True):
-                fulls[r] = encoding.ids
-            if training:
-                lengths = _lengths(full) + len(layout.end_ids)
-        for r, ids in zip(todo, prompts_of_todo, strict=True):
-            prompts[r] = ids
-        # a cut text that encodes to more tokens than counted does not fit: cut it shorter
-        over = lengths - max_seq_len
-        todo, over = todo[over > 0], over[over > 0]
-        limit[todo] = np.minimum(limit[todo], kept_tokens[todo]) - over
-        no_room = limit[todo] < np.minimum(row_context_tokens[todo], 1)
-        for r, needed in zip(todo[no_room], lengths[lengths > max_seq_len][no_room], strict=True):
-            dropped.append(_too_long(split, row_ids[r], int(needed), max_seq_len))
-        alive[todo[no_room]] = False
-        todo = todo[~no_room]
-
-    answers, targets_apart = [], 0
-    for r in np.flatnonzero(alive):
-        prompt, full = prompts[r], fulls[r]
-        if not labelled:
-            answers.append([])
-        elif full[: len(prompt)] == prompt:
-            answers.append(full[len(prompt) :] + list(layout.end_ids))
-        elif training:
-            dropped.append(
-                (
-                    row_ids[r],
-                    "answer_merges_with_prompt",
-                    f"the prompt ends in token {prompt[-1]}, which the whole text with the answer "
-                    f"encodes as {full[len(prompt) - 1 : len(prompt) + 1]}",
-                )
-            )
-            alive[r] = False
-        else:  # a validation row keeps its prompt; its target only feeds the validation loss
-            answers.append(tokenizer.encode(targets[r]) + list(layout.end_ids))
-            targets_apart += 1
-    kept = np.flatnonzero(alive)
-    table = _assemble(
-        [row_ids[r] for r in kept],
-        [prompts[r] for r in kept],
-        answers,
-        windows[kept],
-        row_context_tokens[kept],
-        kept_tokens[kept],
-        overhead[kept],
-    )
-    dropped_table = pd.DataFrame(dropped, columns=DROPPED_COLUMNS)
-    return EncodedSplit(table, dropped_table, targets_apart)
+    return _SplitEncoder(frame, tokenizer, layout, max_seq_len, split).run()
 
 
 def _assemble(
