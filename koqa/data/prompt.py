@@ -42,7 +42,7 @@ from jinja2 import TemplateError
 from koqa.data.tokenizer import TextTokenizer
 
 log = logging.getLogger("koqa")
-# Placeholders while a template is rendered (Unicode private use: absent from cleaned text).
+# Placeholders while a template is rendered (Unicode private-use characters).
 _CONTEXT, _QUESTION, _ANSWER = "\ue010", "\ue011", "\ue012"
 _TRAILING_SPACES = re.compile(r"[ \t]+$")
 
@@ -125,7 +125,7 @@ def _split_prompt(prompt: str, source: str) -> tuple[str, str, str, str]:
     between, after = rest.split(_QUESTION)
     trailing = _TRAILING_SPACES.search(after)
     spaces = trailing.group() if trailing else ""
-    return before, between, after.removesuffix(spaces) if spaces else after, spaces
+    return before, between, after.removesuffix(spaces), spaces
 
 
 def _plain_layout(user: str, tokenizer: TextTokenizer) -> PromptLayout:
