@@ -17,20 +17,19 @@ always sees what it must copy (unaligned answers: the start is kept). Validation
 built alike: the start of the context is kept and only the prompt must fit ``max_seq_len``, whatever
 the answer (a validation answer follows its prompt, for the validation loss only). Each row records
 the kept characters of its context (``context_start``, ``context_end``), whether it was cut, and how
-many tokens it needs uncut (``untruncated_tokens``, for choosing ``max_seq_len``: exact for uncut
-rows; for cut ones the sum of its pieces, its prompt without context, its context alone and its
-target, which may differ from the whole by a token or two).
+many tokens it needs uncut (``untruncated_tokens``, for choosing ``max_seq_len``).
 
 **Too long even without context**: a training or validation row whose prompt without its context
 (and, for training, its answer) leaves no room for the context is dropped with its reason, in the
 split's dropped table (a dropped validation row is scored as a missing prediction); a test row
 stops the run, naming it.
 
-**Speed.** Every batch goes through the ``tokenizers`` backend in one call (parallel when the job
-has several threads, see :func:`koqa.runtime.configure_job`): first the pieces that size the cuts
-(each distinct context, every row's prompt without context, every training target), token offsets
-only for the contexts that must be cut, then the final whole texts once (a row whose cut text still
-does not fit is cut shorter and encoded again). The rows are assembled into flat NumPy arrays.
+**Speed.** Every row is encoded whole once, in one batch per kind of text (prompts; prompts with
+their targets) through the ``tokenizers`` backend, in parallel when the job has several threads (see
+:func:`koqa.runtime.configure_job`). Only the rows that do not fit pay more: the token offsets of
+their contexts (once per distinct context) and another whole encoding of the cut text (a prompt
+that leaves no room for its target is cut before its target is encoded). The rows are assembled
+into flat NumPy arrays.
 
 Each split is a directory of ``part-NNNNN.parquet`` files of ``shard_rows`` rows; every shard's schema
 metadata carries the tokenizer fingerprint, prompt layout hash, ``max_seq_len`` and the ids generation
@@ -143,8 +142,8 @@ class _ContextOffsets:
 
 
 class _SplitEncoder:
-    """The rows of one split on their way to token ids: the token counts of their pieces, to size
-    the cuts; rounds of cutting and whole-text encoding until every row fits; the targets."""
+    """The rows of one split on their way to token ids: every row encoded whole, uncut; rounds of
+    cutting the contexts of the rows that do not fit and encoding them whole again; the targets."""
 
     def __init__(
         self,
@@ -176,56 +175,22 @@ class _SplitEncoder:
         self.fulls: list = [None] * n_rows  # whole encodings of prompt + target
         self.windows = np.zeros((n_rows, 2), np.int64)  # kept characters of each context
         self.windows[:, 1] = [len(self.contexts[i]) for i in self.context_of_row]
-
-        # token counts of the pieces: each context alone, each row's prompt without its context
-        # (what must fit however short the cut) and, for training rows, its target
-        self.context_tokens = self._lengths(self.contexts, special=False)[self.context_of_row]
-        self.kept_tokens = self.context_tokens.copy()
-        self.overhead = self._lengths([layout.prompt_text("", q) for q in self.questions])
+        # tokens of the context alone and of its kept window, counted once a row is cut
+        self.cut = np.zeros(n_rows, bool)
+        self.context_tokens = np.zeros(n_rows, np.int64)
+        self.kept_tokens = np.zeros(n_rows, np.int64)
+        # a training target's tokens, counted alone: what a training prompt must leave room for
         self.answer_tokens = np.zeros(n_rows, np.int64)
         if self.training:
-            self.answer_tokens = self._lengths(self.targets, special=False) + len(layout.end_ids)
-        # the context tokens each row may keep
-        self.limit = np.minimum(
-            max_seq_len - self.overhead - self.answer_tokens, self.context_tokens
-        )
-
-    def _lengths(self, texts: list[str], special: bool | None = None) -> np.ndarray:
-        """Token counts of ``texts`` (with the layout's special tokens unless ``special``)."""
-        add = self.layout.add_special_tokens if special is None else special
-        return _lengths(self.tokenizer.tokenizer.encode_batch_fast(texts, add_special_tokens=add))
-
-    def _drop_rows_without_room(self, rows: np.ndarray) -> np.ndarray:
-        """Drop the ``rows`` whose limit leaves no context token (a test row stops the run);
-        return the others."""
-        no_room = self.limit[rows] < np.minimum(self.context_tokens[rows], 1)
-        what = "prompt without its context" + (" and the answer" if self.training else "")
-        for r in rows[no_room]:
-            needed = int(self.overhead[r] + self.answer_tokens[r])
-            if self.split == "test":
-                raise ValueError(
-                    f"row {self.ids[r]}: the question is too long: the {what} needs {needed} "
-                    f"tokens of prompt.max_seq_len {self.max_seq_len}; raise prompt.max_seq_len"
-                )
-            detail = f"the {what} needs {needed} of {self.max_seq_len} tokens"
-            self.dropped.append((self.ids[r], "question_too_long", detail))
-        self.alive[rows[no_room]] = False
-        return rows[~no_room]
-
-    def _cut(self, rows: np.ndarray) -> None:
-        """Place the windows of the ``rows`` whose limit is below their context's tokens."""
-        cut = rows[self.limit[rows] < self.context_tokens[rows]]
-        self.offsets.fetch({int(self.context_of_row[r]) for r in cut})
-        for r in cut:
-            context = int(self.context_of_row[r])
-            starts, ends = self.offsets.spans[context]
-            lo, hi = context_window(starts, ends, int(self.limit[r]), self.spans[r])
-            self.kept_tokens[r] = hi - lo
-            self.windows[r] = _char_window(self.contexts[context], starts, ends, lo, hi)
+            encodings = tokenizer.tokenizer.encode_batch_fast(
+                self.targets, add_special_tokens=False
+            )
+            self.answer_tokens = _lengths(encodings) + len(layout.end_ids)
 
     def _encode(self, rows: np.ndarray) -> np.ndarray:
-        """Encode the whole texts of ``rows``; return the tokens of each that must fit in
-        ``max_seq_len`` (training rows with their target, other rows their prompt)."""
+        """Encode the whole texts of ``rows``: the prompts, then prompt + target where the prompt
+        leaves room for it. Return the tokens each row has more than ``max_seq_len`` allows
+        (training rows with their target, other rows their prompt), <= 0 where it fits."""
         texts = [
             self.layout.prompt_text(
                 self.contexts[self.context_of_row[r]][slice(*self.windows[r])], self.questions[r]
@@ -237,13 +202,47 @@ class _SplitEncoder:
         prompts = encode(texts, add_special_tokens=special)
         for r, encoding in zip(rows, prompts, strict=True):
             self.prompts[r] = encoding.ids
+        over = _lengths(prompts) + self.answer_tokens[rows] - self.max_seq_len
         if not self.labelled:
-            return _lengths(prompts)
-        with_targets = [text + self.targets[r] for text, r in zip(texts, rows, strict=True)]
-        fulls = encode(with_targets, add_special_tokens=special)
-        for r, encoding in zip(rows, fulls, strict=True):
-            self.fulls[r] = encoding.ids
-        return _lengths(fulls) + len(self.layout.end_ids) if self.training else _lengths(prompts)
+            return over
+        fits = np.flatnonzero(over <= 0)  # the others are cut first
+        fulls = encode([texts[i] + self.targets[rows[i]] for i in fits], add_special_tokens=special)
+        for i, encoding in zip(fits, fulls, strict=True):
+            self.fulls[rows[i]] = encoding.ids
+        if self.training:
+            over[fits] = _lengths(fulls) + len(self.layout.end_ids) - self.max_seq_len
+        return over
+
+    def _shorten(self, rows: np.ndarray, over: np.ndarray) -> np.ndarray:
+        """Cut ``over`` more tokens off the contexts of ``rows`` (their windows shrink from the
+        tokens they keep); drop the rows left no context token (a test row stops the run);
+        return the rows to encode again."""
+        first = rows[~self.cut[rows]]
+        self.offsets.fetch({int(self.context_of_row[r]) for r in first})
+        for r in first:
+            self.context_tokens[r] = len(self.offsets.spans[int(self.context_of_row[r])][0])
+        self.kept_tokens[first] = self.context_tokens[first]
+        self.cut[rows] = True
+        limit = self.kept_tokens[rows] - over
+        no_room = limit < np.minimum(self.context_tokens[rows], 1)
+        what = "prompt without its context" + (" and the answer" if self.training else "")
+        for r, extra in zip(rows[no_room], over[no_room], strict=True):
+            needed = int(self.max_seq_len + extra - self.kept_tokens[r])
+            if self.split == "test":
+                raise ValueError(
+                    f"row {self.ids[r]}: the question is too long: the {what} needs {needed} "
+                    f"tokens of prompt.max_seq_len {self.max_seq_len}; raise prompt.max_seq_len"
+                )
+            detail = f"the {what} needs {needed} of {self.max_seq_len} tokens"
+            self.dropped.append((self.ids[r], "question_too_long", detail))
+        self.alive[rows[no_room]] = False
+        for r, budget in zip(rows[~no_room], limit[~no_room], strict=True):
+            context = int(self.context_of_row[r])
+            starts, ends = self.offsets.spans[context]
+            lo, hi = context_window(starts, ends, int(budget), self.spans[r])
+            self.kept_tokens[r] = hi - lo
+            self.windows[r] = _char_window(self.contexts[context], starts, ends, lo, hi)
+        return rows[~no_room]
 
     def _target(self, r: int) -> list[int] | None:
         """The target ids of row ``r``: what follows its prompt in the whole encoding, then
@@ -264,15 +263,15 @@ class _SplitEncoder:
         return self.tokenizer.encode(self.targets[r]) + list(self.layout.end_ids)
 
     def run(self) -> EncodedSplit:
-        """Cut and encode until every row fits, then assemble the table."""
-        todo = self._drop_rows_without_room(np.arange(len(self.ids)))
+        """Encode every row whole; cut what does not fit and encode it again until every row
+        fits; assemble the table."""
+        todo = np.arange(len(self.ids))
+        over = self._encode(todo)
+        uncut_prompt_tokens = _lengths(self.prompts)
         while todo.size:
-            self._cut(todo)
-            over = self._encode(todo) - self.max_seq_len
-            # a cut text that encodes to more tokens than counted does not fit: cut it shorter
-            todo, over = todo[over > 0], over[over > 0]
-            self.limit[todo] = np.minimum(self.limit[todo], self.kept_tokens[todo]) - over
-            todo = self._drop_rows_without_room(todo)
+            todo = self._shorten(todo[over > 0], over[over > 0])
+            if todo.size:
+                over = self._encode(todo)
         answers = []
         for r in np.flatnonzero(self.alive):
             target = self._target(r) if self.labelled else []
@@ -286,9 +285,8 @@ class _SplitEncoder:
             [self.prompts[r] for r in kept],
             answers,
             self.windows[kept],
-            self.context_tokens[kept],
-            self.kept_tokens[kept],
-            self.overhead[kept],
+            self.cut[kept] & (self.kept_tokens[kept] < self.context_tokens[kept]),
+            uncut_prompt_tokens[kept],
         )
         dropped = pd.DataFrame(self.dropped, columns=DROPPED_COLUMNS)
         return EncodedSplit(table, dropped, self.targets_apart)
@@ -313,13 +311,11 @@ def _assemble(
     prompts: list[list[int]],
     answers: list[list[int]],
     windows: np.ndarray,
-    context_tokens: np.ndarray,
-    kept_tokens: np.ndarray,
-    overhead: np.ndarray,
+    truncated: np.ndarray,
+    uncut_prompt_tokens: np.ndarray,
 ) -> pa.Table:
     """The shard table from each row's prompt ids and answer ids, as flat NumPy arrays; a cut
-    row's ``untruncated_tokens`` is the sum of its pieces (prompt without context, context alone,
-    target)."""
+    row needs its uncut prompt's tokens and its answer's uncut."""
     n_rows = len(row_ids)
     prompt_lens = _lengths(prompts)
     answer_lens = _lengths(answers)
@@ -334,8 +330,7 @@ def _assemble(
     row_of_token = np.repeat(np.arange(n_rows), n_tokens)
     in_prompt = np.arange(offsets[-1]) - offsets[row_of_token] < prompt_lens[row_of_token]
     labels = np.where(in_prompt, IGNORE_INDEX, input_ids).astype(np.int32)
-    truncated = kept_tokens < context_tokens
-    untruncated = np.where(truncated, overhead + context_tokens + answer_lens, n_tokens)
+    untruncated = np.where(truncated, uncut_prompt_tokens + answer_lens, n_tokens)
     list_offsets = pa.array(offsets.astype(np.int32))
     return pa.table(
         [
