@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from token_checks import cut_at_tokens
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from koqa.data.prompt import build_layout
@@ -94,23 +95,6 @@ def test_rows_sharing_a_context_encode_like_rows_alone(tokenizer: TextTokenizer)
     assert together.to_pylist() == alone
 
 
-def _token_bounds(reference, context: str) -> tuple[set[int], set[int]]:
-    spans = reference(context, add_special_tokens=False, return_offsets_mapping=True)
-    return {s for s, _ in spans["offset_mapping"]}, {e for _, e in spans["offset_mapping"]}
-
-
-def _cut_at_tokens(reference, context: str, start: int, end: int) -> bool:
-    """[start, end) runs from a token's start to a token's end of the context's own encoding,
-    whitespace at the edges dropped."""
-    starts, ends = _token_bounds(reference, context)
-    kept = context[start:end]
-    return (
-        kept == kept.strip()
-        and any(s <= start and not context[s:start].strip() for s in starts)
-        and any(e >= end and not context[end:e].strip() for e in ends)
-    )
-
-
 def test_truncation_cuts_inside_the_context_around_the_answer(
     tokenizer: TextTokenizer, reference
 ) -> None:
@@ -124,7 +108,7 @@ def test_truncation_cuts_inside_the_context_around_the_answer(
     assert row["context_truncated"]
     start = frame["answer_start"][0]
     assert row["context_start"] <= start and start + 8 <= row["context_end"]
-    assert _cut_at_tokens(reference, frame["context"][0], row["context_start"], row["context_end"])
+    assert cut_at_tokens(reference, frame["context"][0], row["context_start"], row["context_end"])
 
 
 def test_a_100k_character_context_is_cut_around_its_answer(

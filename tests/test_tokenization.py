@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from token_checks import cut_at_tokens
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from zoo import FAMILIES, TokenizerSpec, build_tokenizer
@@ -95,20 +96,6 @@ class Reference:
         return self.tokenizer.eos_token_id
 
 
-def _cut_at_tokens(tokenizer: PreTrainedTokenizerFast, context: str, start: int, end: int) -> bool:
-    """[start, end) runs from a token's start to a token's end of the context's own encoding,
-    whitespace at the edges dropped."""
-    spans = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)
-    starts = {s for s, _ in spans["offset_mapping"]}
-    ends = {e for _, e in spans["offset_mapping"]}
-    kept = context[start:end]
-    return (
-        kept == kept.strip()
-        and any(s <= start and not context[s:start].strip() for s in starts)
-        and any(e >= end and not context[end:e].strip() for e in ends)
-    )
-
-
 def _check_split(tokenizer: TextTokenizer, layout, reference: Reference, frame, split) -> list:
     """Encode ``frame`` for ``split`` and check every row against ``reference``; return the rows."""
     if split == "test":
@@ -132,7 +119,7 @@ def _check_split(tokenizer: TextTokenizer, layout, reference: Reference, frame, 
         assert row["labels"] == [IGNORE_INDEX] * n + ids[n:]
         assert (n if split != "train" else row["n_tokens"]) <= MAX_SEQ_LEN
         if row["context_truncated"]:
-            assert _cut_at_tokens(reference.tokenizer, source.context, start, end)
+            assert cut_at_tokens(reference.tokenizer, source.context, start, end)
         else:
             assert (start, end) == (0, len(source.context))
         if split == "train":  # the answer stays inside the window
