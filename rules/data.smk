@@ -63,7 +63,9 @@ rule tokenize:
         rows=split_table,
         model=model_input,
     output:
-        directory("results/data/shards/{split}"),
+        shards=directory("results/data/shards/{split}"),
+        # rows that could not be tokenized (id, reason, detail); test rows are never dropped
+        dropped="results/data/shards/{split}.dropped.parquet",
     log:
         "results/logs/tokenize/{split}.log",
     conda:
@@ -86,6 +88,10 @@ rule stats:
         test="results/data/clean/test.parquet",
         shards=expand(
             "results/data/shards/{split}", split=["train", "validation", "test"]
+        ),
+        dropped=expand(
+            "results/data/shards/{split}.dropped.parquet",
+            split=["train", "validation", "test"],
         ),
     output:
         # shown in the report as a page (rule report_pages)

@@ -16,8 +16,12 @@ with job_log(snakemake.log[0]) as log:
         split: pd.read_parquet(shards, columns=TOKEN_COLUMNS)
         for split, shards in zip(SPLITS, snakemake.input.shards, strict=True)
     }
+    dropped = {
+        split: pd.read_parquet(path)
+        for split, path in zip(SPLITS, snakemake.input.dropped, strict=True)
+    }
     max_seq_len = snakemake.params.max_seq_len
-    result = stats.dataset_statistics(tables, tokens, max_seq_len)
+    result = stats.dataset_statistics(tables, tokens, max_seq_len, dropped)
     output = snakemake.output
     stats.plot_token_lengths(tokens, max_seq_len, output.token_lengths)
     stats.plot_answer_words(tables, output.answer_words)

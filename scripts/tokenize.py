@@ -1,11 +1,15 @@
-"""Rule tokenize: prompt + answer token ids with answer-only labels, as Parquet shards."""
+"""Rule tokenize: prompt + answer token ids with answer-only labels, as Parquet shards, and the rows
+that could not be tokenized (with their reason)."""
+
+import json
 
 import pandas as pd
 import pyarrow.compute as pc
 
 from koqa.data.prompt import build_layout
-from koqa.data.shards import encode_rows, write_shards
+from koqa.data.shards import encode_split, write_shards
 from koqa.data.tokenizer import load_text_tokenizer
+from koqa.files import write_parquet
 from koqa.model.modelpath import resolve_model_dir
 from koqa.runtime import configure_job, job_log
 
@@ -19,31 +23,52 @@ with job_log(snakemake.log[0]) as log:
         )
     )
     prompt = snakemake.params.prompt
-    layout = build_layout(prompt["template"], tokenizer, prompt["chat_template"], prompt["system"])
-    training = snakemake.wildcards.split == "train"
-    rows = encode_rows(
-        pd.read_parquet(snakemake.input.rows),
+    layout = build_layout(
+        prompt["template"],
         tokenizer,
-        layout,
-        prompt["max_seq_len"],
-        center_on_answer=training,
+        prompt["chat_template"],
+        prompt["system"],
+        prompt["chat_template_kwargs"],
     )
+    split = snakemake.wildcards.split
+    encoded = encode_split(
+        pd.read_parquet(snakemake.input.rows), tokenizer, layout, prompt["max_seq_len"], split
+    )
+    rows = encoded.rows
     n_shards = write_shards(
         rows,
-        snakemake.output[0],
+        snakemake.output.shards,
         snakemake.params.shard_rows,
         {
             "tokenizer": tokenizer.fingerprint,
             "template": layout.fingerprint(),
             "max_seq_len": prompt["max_seq_len"],
+            "stop_ids": json.dumps(list(layout.stop_ids)),
         },
     )
+    write_parquet(encoded.dropped, snakemake.output.dropped)
     log.info(
         "%d rows in %d shards; %d contexts truncated (%s); longest %d tokens, %d uncut",
         len(rows),
         n_shards,
         pc.sum(rows["context_truncated"]).as_py() or 0,
-        "around the answer" if training else "start kept",
-        pc.max(rows["n_tokens"]).as_py(),
-        pc.max(rows["untruncated_tokens"]).as_py(),
+        "around the answer" if split == "train" else "start kept",
+        pc.max(rows["n_tokens"]).as_py() or 0,
+        pc.max(rows["untruncated_tokens"]).as_py() or 0,
     )
+    if len(encoded.dropped):
+        log.warning(
+            "dropped %d rows (listed in %s): %s",
+            len(encoded.dropped),
+            snakemake.output.dropped,
+            encoded.dropped["reason"].value_counts().to_dict(),
+        )
+    for record in encoded.dropped.itertuples():
+        log.warning("dropped row %s: %s: %s", record.id, record.reason, record.detail)
+    if encoded.targets_apart:
+        log.warning(
+            "%d validation answers merge with the end of their prompt: their targets are "
+            "encoded apart (validation loss only)",
+            encoded.targets_apart,
+        )
+    log.info("stops generation at token ids %s", list(layout.stop_ids))

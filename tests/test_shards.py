@@ -1,38 +1,39 @@
-"""Tokenized shards: prompt layouts, answer-only labels, truncation, a lossless round trip."""
+"""Tokenized shards on the pipeline's own byte-level BPE (BOS added by its post-processor): token ids
+equal to whole-text encodings by transformers, answer-only labels, truncation inside the context,
+validation prompts built like test prompts, drops with their reason, a lossless round trip."""
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from token_checks import cut_at_tokens
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from koqa.data.prompt import build_layout
-from koqa.data.shards import IGNORE_INDEX, encode_rows, read_shards, write_shards
+from koqa.data.shards import (
+    IGNORE_INDEX,
+    encode_rows,
+    encode_split,
+    read_shards,
+    stop_ids,
+    write_shards,
+)
 from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
 
 TEMPLATE = "맥락: {context}\n질문: {question}\n답변:"
-CHATML = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-GEMMA_LIKE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
-    "<start_of_turn>user\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
-    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
-)
+FILLER = "세종바이오의 신임 대표로 김민수 대표가 선임되었다. " * 30
+FACT = "한빛전자는 올해 영업이익이 3,500억 원이다."
 
 
-def _rows(n: int = 5, context: str = "한빛전자는 올해 영업이익이 3,500억 원이다.") -> pd.DataFrame:
-    start = context.find("3,500억 원")
+def _rows(n: int = 5, context: str = FACT, answer: str = "3,500억 원") -> pd.DataFrame:
+    start = context.find(answer)
     return pd.DataFrame(
         {
             "id": [f"r{i}" for i in range(n)],
             "context": [context] * n,
             "question": [f"영업이익은 얼마인가 {i}?" for i in range(n)],
-            "target": ["3,500억 원"] * n,
+            "target": [answer] * n,
             "answer_start": pd.array([start] * n, dtype="Int64"),
         }
     )
@@ -42,29 +43,48 @@ def _row(table, index: int = 0) -> dict:
     return {name: table.column(name)[index].as_py() for name in table.column_names}
 
 
-def _decode(tokenizer: TextTokenizer, ids: list[int], skip_special: bool = True) -> str:
-    return tokenizer.tokenizer.decode(ids, skip_special_tokens=skip_special)
-
-
 @pytest.fixture(scope="module")
 def tokenizer(tokenizer_dir: Path) -> TextTokenizer:
     return load_text_tokenizer(tokenizer_dir)
 
 
-def test_labels_cover_only_the_answer_and_eos(tokenizer: TextTokenizer) -> None:
-    layout = build_layout(TEMPLATE, tokenizer)
-    row = _row(encode_rows(_rows(1), tokenizer, layout, max_seq_len=256))
+@pytest.fixture(scope="module")
+def reference(tokenizer_dir: Path) -> PreTrainedTokenizerFast:
+    """The same tokenizer as transformers loads it for a user: the ids koqa must match."""
+    return AutoTokenizer.from_pretrained(tokenizer_dir)
+
+
+def _expected(reference, row: dict, frame_row: pd.Series) -> tuple[list[int], list[int]]:
+    """Whole-text encodings of the row's prompt (its kept context) and of prompt + answer + EOS."""
+    window = frame_row["context"][row["context_start"] : row["context_end"]]
+    prompt = TEMPLATE.format(context=window, question=frame_row["question"])
+    whole = reference(prompt + " " + frame_row["target"])["input_ids"]
+    return reference(prompt)["input_ids"], [*whole, reference.eos_token_id]
+
+
+def test_ids_are_whole_text_encodings_and_labels_cover_the_answer(
+    tokenizer: TextTokenizer, reference
+) -> None:
+    frame = _rows(1, context="미래금융 관계자는 " + FACT, answer="한빛전자")
+    row = _row(encode_rows(frame, tokenizer, build_layout(TEMPLATE, tokenizer), max_seq_len=256))
+    prompt, whole = _expected(reference, row, frame.iloc[0])
     ids, labels, prompt_len = row["input_ids"], row["labels"], row["prompt_len"]
-    assert ids[0] == tokenizer.bos_id
-    assert labels[:prompt_len] == [IGNORE_INDEX] * prompt_len
-    assert labels[prompt_len:] == ids[prompt_len:]
-    assert ids[-1] == tokenizer.eos_id
-    assert _decode(tokenizer, ids[prompt_len:-1]).strip() == "3,500억 원"
-    assert _decode(tokenizer, ids[:prompt_len]) == (
-        "맥락: 한빛전자는 올해 영업이익이 3,500억 원이다.\n질문: 영업이익은 얼마인가 0?\n답변:"
-    )
+    assert ids == whole and ids[:prompt_len] == prompt
+    assert ids[0] == reference.bos_token_id  # the tokenizer's post-processor adds BOS
+    assert labels == [IGNORE_INDEX] * prompt_len + ids[prompt_len:]
+    assert ids[-1] == reference.eos_token_id
+    # the answer's first token carries its space (" 한빛..."), as in the whole text
+    assert reference.convert_ids_to_tokens(ids[prompt_len]).startswith("Ġ")
     assert row["n_tokens"] == row["untruncated_tokens"] == len(ids)
     assert not row["context_truncated"]
+    assert (row["context_start"], row["context_end"]) == (0, len(frame["context"][0]))
+
+
+def test_a_template_ending_in_a_space_gives_the_same_rows(tokenizer: TextTokenizer) -> None:
+    frame = _rows(2)
+    plain = encode_rows(frame, tokenizer, build_layout(TEMPLATE, tokenizer), 256)
+    spaced = encode_rows(frame, tokenizer, build_layout(TEMPLATE + " ", tokenizer), 256)
+    assert spaced.to_pylist() == plain.to_pylist()
 
 
 def test_rows_sharing_a_context_encode_like_rows_alone(tokenizer: TextTokenizer) -> None:
@@ -75,127 +95,103 @@ def test_rows_sharing_a_context_encode_like_rows_alone(tokenizer: TextTokenizer)
     assert together.to_pylist() == alone
 
 
-def test_truncation_keeps_the_answer_in_the_window(tokenizer: TextTokenizer) -> None:
-    filler = "세종바이오의 신임 대표로 김민수 대표가 선임되었다. " * 30
-    context = filler + "한빛전자는 올해 영업이익이 3,500억 원이다. " + filler
-    row = _row(encode_rows(_rows(1, context), tokenizer, build_layout(TEMPLATE, tokenizer), 96))
-    assert row["n_tokens"] == 96 < row["untruncated_tokens"]
+def test_truncation_cuts_inside_the_context_around_the_answer(
+    tokenizer: TextTokenizer, reference
+) -> None:
+    frame = _rows(1, FILLER + FACT + " " + FILLER)
+    row = _row(encode_rows(frame, tokenizer, build_layout(TEMPLATE, tokenizer), 96))
+    prompt, whole = _expected(reference, row, frame.iloc[0])
+    assert row["input_ids"] == whole and row["input_ids"][: row["prompt_len"]] == prompt
+    assert row["n_tokens"] <= 96 < row["untruncated_tokens"]
+    uncut = TEMPLATE.format(context=frame["context"][0], question=frame["question"][0])
+    assert row["untruncated_tokens"] == len(reference(uncut + " 3,500억 원")["input_ids"]) + 1
     assert row["context_truncated"]
-    assert "3,500억 원" in _decode(tokenizer, row["input_ids"][: row["prompt_len"]])
+    start = frame["answer_start"][0]
+    assert row["context_start"] <= start and start + 8 <= row["context_end"]
+    assert cut_at_tokens(reference, frame["context"][0], row["context_start"], row["context_end"])
+
+
+def test_a_100k_character_context_is_cut_around_its_answer(
+    tokenizer: TextTokenizer, reference
+) -> None:
+    frame = _rows(1, "가나다라 " * 25_000 + FACT)
+    row = _row(encode_rows(frame, tokenizer, build_layout(TEMPLATE, tokenizer), 128))
+    prompt, whole = _expected(reference, row, frame.iloc[0])
+    assert row["input_ids"] == whole and row["input_ids"][: row["prompt_len"]] == prompt
+    assert row["n_tokens"] <= 128 and row["untruncated_tokens"] > 25_000
+    assert row["context_end"] == len(frame["context"][0])  # the answer is at the very end
 
 
 class _CountingTokenizer:
-    """A ``tokenizers.Tokenizer`` that records the texts ``encode`` (with offsets) was called on."""
+    """A ``tokenizers.Tokenizer`` that records the texts it computed offsets for."""
 
     def __init__(self, tokenizer) -> None:
-        self.tokenizer, self.encoded = tokenizer, []
+        self.tokenizer, self.with_offsets = tokenizer, []
 
-    def encode(self, text: str, **kwargs):
-        self.encoded.append(text)
-        return self.tokenizer.encode(text, **kwargs)
+    def encode_batch(self, texts: list[str], **kwargs):
+        self.with_offsets.extend(texts)
+        return self.tokenizer.encode_batch(texts, **kwargs)
 
     def encode_batch_fast(self, texts: list[str], **kwargs):
         return self.tokenizer.encode_batch_fast(texts, **kwargs)
 
 
-def test_truncated_rows_sharing_a_context_get_its_offsets_once(tokenizer: TextTokenizer) -> None:
-    filler = "세종바이오의 신임 대표로 김민수 대표가 선임되었다. " * 30
-    context = filler + "한빛전자는 올해 영업이익이 3,500억 원이다. " + filler
-    frame = _rows(3, context)
+def test_offsets_only_for_contexts_that_are_cut_and_once(tokenizer: TextTokenizer) -> None:
+    context = FILLER + FACT + " " + FILLER
+    frame = pd.concat([_rows(3, context), _rows(2, FACT)], ignore_index=True)
     frame.loc[1, ["target", "answer_start"]] = ["김민수", context.find("김민수")]
     counting = _CountingTokenizer(tokenizer.tokenizer)
     layout = build_layout(TEMPLATE, tokenizer)
     together = encode_rows(frame, replace(tokenizer, tokenizer=counting), layout, 96)
-    assert counting.encoded.count(context) == 1
-    alone = [_row(encode_rows(frame.iloc[[i]], tokenizer, layout, 96)) for i in range(3)]
+    assert counting.with_offsets == [context]
+    alone = [_row(encode_rows(frame.iloc[[i]], tokenizer, layout, 96)) for i in range(5)]
     assert together.to_pylist() == alone
-    assert all(row["context_truncated"] for row in alone)
+    assert [row["context_truncated"] for row in alone] == [True, True, True, False, False]
 
 
-def test_validation_prompts_do_not_follow_the_answer(tokenizer: TextTokenizer) -> None:
-    filler = "세종바이오의 신임 대표로 김민수 대표가 선임되었다. " * 30
-    context = filler + "한빛전자는 올해 영업이익이 3,500억 원이다."
+def test_validation_prompts_are_test_prompts(tokenizer: TextTokenizer, reference) -> None:
     layout = build_layout(TEMPLATE, tokenizer)
-    row = _row(encode_rows(_rows(1, context), tokenizer, layout, 96, center_on_answer=False))
-    prompt = _decode(tokenizer, row["input_ids"][: row["prompt_len"]])
-    assert row["context_truncated"] and prompt.startswith("맥락: 세종바이오의")
-    assert "3,500억 원" not in prompt
-    assert _decode(tokenizer, row["input_ids"][row["prompt_len"] : -1]).strip() == "3,500억 원"
+    frame = _rows(1, FILLER + FACT)
+    validation = _row(encode_split(frame, tokenizer, layout, 96, "validation").rows)
+    test = _row(encode_split(frame.drop(columns="target"), tokenizer, layout, 96, "test").rows)
+    # a much longer gold answer changes nothing before it: the window does not depend on it
+    longer = frame.assign(target="3,500억 원으로 집계됐다고 회사 관계자가 밝혔다")
+    other = _row(encode_split(longer, tokenizer, layout, 96, "validation").rows)
+    n = test["prompt_len"]
+    assert validation["input_ids"][:n] == test["input_ids"] == other["input_ids"][:n]
+    assert validation["prompt_len"] == other["prompt_len"] == n
+    assert n <= 96 < validation["n_tokens"]  # the prompt fills the budget, the answer follows
+    assert validation["context_start"] == 0 and validation["context_truncated"]
+    prompt, whole = _expected(reference, validation, frame.iloc[0])
+    assert validation["input_ids"] == whole and test["input_ids"] == prompt
+    assert test["labels"] == [IGNORE_INDEX] * n
 
 
-def test_unlabelled_rows_keep_the_start_of_the_context(tokenizer: TextTokenizer) -> None:
-    frame = _rows(1, "미래금융은 2024년 3월 " + "공급계약을 체결했다. " * 50).drop(
-        columns=["target", "answer_start"]
-    )
-    row = _row(encode_rows(frame, tokenizer, build_layout(TEMPLATE, tokenizer), max_seq_len=64))
-    assert row["n_tokens"] == 64 and row["context_truncated"]
-    assert row["labels"] == [IGNORE_INDEX] * row["n_tokens"]
-    assert _decode(tokenizer, row["input_ids"]).startswith("맥락: 미래금융은")
-    assert _decode(tokenizer, row["input_ids"]).endswith("\n질문: 영업이익은 얼마인가 0?\n답변:")
-
-
-def test_a_100k_character_context_is_cut_around_its_answer(tokenizer: TextTokenizer) -> None:
-    context = "가나다라 " * 25_000 + "한빛전자는 올해 영업이익이 3,500억 원이다."
-    row = _row(encode_rows(_rows(1, context), tokenizer, build_layout(TEMPLATE, tokenizer), 128))
-    assert row["n_tokens"] == 128 and row["untruncated_tokens"] > 25_000
-    assert "3,500억 원" in _decode(tokenizer, row["input_ids"][: row["prompt_len"]])
-
-
-def test_too_small_max_seq_len_is_a_clear_error(tokenizer: TextTokenizer) -> None:
-    with pytest.raises(ValueError, match=r"row r0: question and answer alone need \d+ tokens"):
-        encode_rows(_rows(1), tokenizer, build_layout(TEMPLATE, tokenizer), max_seq_len=16)
-
-
-def _with_chat_template(tokenizer_dir: Path, tmp_path: Path, template: str) -> Path:
-    model_dir = tmp_path / "chat"
-    model_dir.mkdir()
-    (model_dir / "tokenizer.json").write_bytes((tokenizer_dir / "tokenizer.json").read_bytes())
-    config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
-    config["chat_template"] = template
-    (model_dir / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
-    return model_dir
-
-
-@pytest.mark.parametrize("template", [CHATML, GEMMA_LIKE])
-def test_chat_template_renders_like_transformers(
-    tokenizer_dir: Path, tmp_path: Path, template: str
-) -> None:
-    from transformers import AutoTokenizer
-
-    model_dir = _with_chat_template(tokenizer_dir, tmp_path, template)
-    tokenizer = load_text_tokenizer(model_dir)
-    layout = build_layout(TEMPLATE, tokenizer, chat_template=True)
-    row = _row(encode_rows(_rows(1), tokenizer, layout, max_seq_len=256))
-    user = "맥락: 한빛전자는 올해 영업이익이 3,500억 원이다.\n질문: 영업이익은 얼마인가 0?\n답변:"
-    expected = AutoTokenizer.from_pretrained(model_dir).apply_chat_template(
-        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-    )
-    prompt = _decode(tokenizer, row["input_ids"][: row["prompt_len"]], skip_special=False)
-    assert prompt == expected
-    assert not layout.add_bos and layout.answer_separator == ""
-    assert _decode(tokenizer, row["input_ids"][row["prompt_len"] :]) == "3,500억 원"
-    assert layout.fingerprint() != build_layout(TEMPLATE, tokenizer).fingerprint()
-
-
-def test_chat_template_errors_are_clear(tokenizer_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="tokenizer has no chat template"):
-        build_layout(TEMPLATE, load_text_tokenizer(tokenizer_dir), chat_template=True)
-    tokenizer = load_text_tokenizer(_with_chat_template(tokenizer_dir, tmp_path, GEMMA_LIKE))
-    with pytest.raises(ValueError, match="refused the prompt: System role not supported"):
-        build_layout(TEMPLATE, tokenizer, chat_template=True, system="너는 도우미다.")
-
-
-def test_chat_template_changes_the_tokenizer_fingerprint(
-    tokenizer_dir: Path, tmp_path: Path
-) -> None:
-    chat = load_text_tokenizer(_with_chat_template(tokenizer_dir, tmp_path, CHATML))
-    assert chat.fingerprint != load_text_tokenizer(tokenizer_dir).fingerprint
+def test_too_long_questions(tokenizer: TextTokenizer) -> None:
+    layout = build_layout(TEMPLATE, tokenizer)
+    frame = _rows(3)
+    frame.loc[1, "question"] = "영업이익은 얼마인가? " * 20
+    train = encode_split(frame, tokenizer, layout, 64, "train")
+    assert train.rows.column("id").to_pylist() == ["r0", "r2"]
+    assert train.dropped["id"].tolist() == ["r1"]
+    assert train.dropped["reason"].tolist() == ["question_too_long"]
+    assert "and the answer needs" in train.dropped["detail"][0]
+    validation = encode_split(frame, tokenizer, layout, 64, "validation")
+    assert validation.dropped["id"].tolist() == ["r1"]
+    with pytest.raises(ValueError, match=r"row r1: the question is too long: .* needs \d+ tokens"):
+        encode_split(frame.drop(columns="target"), tokenizer, layout, 64, "test")
+    with pytest.raises(ValueError, match=r"row r1: question_too_long"):
+        encode_rows(frame, tokenizer, layout, 64)
 
 
 def test_shards_round_trip_with_metadata(tokenizer: TextTokenizer, tmp_path: Path) -> None:
     layout = build_layout(TEMPLATE, tokenizer)
     rows = encode_rows(_rows(7), tokenizer, layout, max_seq_len=256)
-    metadata = {"tokenizer": tokenizer.fingerprint, "template": layout.fingerprint()}
+    metadata = {
+        "tokenizer": tokenizer.fingerprint,
+        "template": layout.fingerprint(),
+        "stop_ids": "[2, 7]",
+    }
     assert write_shards(rows, tmp_path / "shards", shard_rows=3, metadata=metadata) == 3
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
         "part-00000.parquet",
@@ -203,7 +199,7 @@ def test_shards_round_trip_with_metadata(tokenizer: TextTokenizer, tmp_path: Pat
         "part-00002.parquet",
     ]
     back, meta = read_shards(tmp_path / "shards")
-    assert meta == metadata
+    assert meta == metadata and stop_ids(meta) == [2, 7]
     assert back["id"].tolist() == rows.column("id").to_pylist()
     assert [list(x) for x in back["input_ids"]] == rows.column("input_ids").to_pylist()
     assert [list(x) for x in back["labels"]] == rows.column("labels").to_pylist()
@@ -227,3 +223,10 @@ def test_template_must_place_context_before_question(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         build_layout(template, tokenizer)
+
+
+def test_a_system_message_needs_a_chat_template(tokenizer: TextTokenizer) -> None:
+    with pytest.raises(
+        ValueError, match=r"prompt\.system is set but prompt\.chat_template is false"
+    ):
+        build_layout(TEMPLATE, tokenizer, system="너는 도우미다.")

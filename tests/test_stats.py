@@ -68,10 +68,17 @@ def test_summary_has_mean_max_and_percentiles() -> None:
 
 def test_dataset_statistics() -> None:
     tables, tokens = _tables()
-    result = stats.dataset_statistics(tables, tokens, max_seq_len=32)
+    dropped = {
+        "train": pd.DataFrame({"id": ["a", "b"], "reason": ["question_too_long"] * 2}),
+        "test": pd.DataFrame({"id": [], "reason": []}),
+    }
+    result = stats.dataset_statistics(tables, tokens, max_seq_len=32, dropped=dropped)
     train = result["splits"]["train"]
     assert (train["rows"], train["contexts"]) == (3, 2)
     assert train["tokens"]["truncated_rows"] == 1
+    assert train["tokens"]["dropped_rows"] == 2
+    assert train["tokens"]["dropped_by_reason"] == {"question_too_long": 2}
+    assert result["splits"]["test"]["tokens"]["dropped_rows"] == 0
     assert train["tokens"]["untruncated_tokens"]["max"] == 45
     assert train["sentences_per_context"]["max"] == 2
     assert train["answer_words"] == {1: 2, 2: 1}

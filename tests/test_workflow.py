@@ -59,8 +59,11 @@ def test_outputs_at_their_stable_paths(workdir: Path) -> None:
     report = json.loads((results / "data/clean_report.json").read_text(encoding="utf-8"))
     for part in ("train", "test"):
         assert report[part]["rows_in"] == report[part]["rows_kept"] + report[part]["rows_dropped"]
+    stats = json.loads((results / "data/stats.json").read_text(encoding="utf-8"))
     for split in ("train", "validation", "test"):
         assert list((results / "data/shards" / split).glob("part-*.parquet"))
+        dropped = pd.read_parquet(results / "data/shards" / f"{split}.dropped.parquet")
+        assert stats["splits"][split]["tokens"]["dropped_rows"] == len(dropped)
 
     board = pd.read_csv(results / "leaderboard.tsv", sep="\t")
     assert sorted(board["variant"]) == sorted([*variants, "ensemble"])

@@ -1,30 +1,47 @@
 """Turn cleaned rows into token ids with answer-only labels, stored as Parquet shards.
 
-A row becomes ``[bos] prefix context suffix | separator answer eos`` where ``prefix``, ``suffix``
-(with the question) and ``separator`` come from the prompt layout (:mod:`koqa.data.prompt`). Prompt
-tokens get the label -100, so the loss covers only the answer and the EOS token.
+**Whole-text encoding.** A row's prompt tokens are the tokenizer's encoding of its whole prompt
+text as one string (:meth:`PromptLayout.prompt_text`, special tokens as the layout says); its target
+tokens are what follows the prompt in the encoding of prompt + target text
+(:meth:`PromptLayout.target_text`), then the layout's ``end_ids``. So the model is trained and asked
+on the token sequences its tokenizer gives for that text, never on pieces encoded apart. When the
+prompt's last token would merge with the answer's first (the whole encoding of prompt + answer does
+not start with the prompt's), a training row is dropped with that reason; a validation row keeps its
+prompt and gets its target encoded apart (it only feeds the validation loss).
 
-Truncation, when a row is longer than ``max_seq_len``: only the context is cut. For training rows
-(``center_on_answer``) whose answer was aligned to the context, the kept window of context tokens is
-centred on the answer so the model always sees what it must copy. Otherwise the start of the context
-is kept (news puts the facts first): for unaligned answers, and for validation and test prompts,
-whose window must not depend on where the answer is, or validation scores would flatter the model.
-Each row records whether its context was cut, and how many tokens it would have needed uncut
-(``untruncated_tokens``, for choosing ``max_seq_len``).
+**Truncation**, when a row is longer than ``max_seq_len``: only the context is cut, at character
+offsets inside it (the boundaries of its own tokens, whitespace at the cut edges dropped), and the
+cut prompt is encoded whole again (a cut that still does not fit is cut shorter). Training rows must
+fit with their answer, and their window of the context is centred on the aligned answer so the model
+always sees what it must copy (unaligned answers: the start is kept). Validation and test prompts are
+built alike: the start of the context is kept and only the prompt must fit ``max_seq_len``, whatever
+the answer (a validation answer follows its prompt, for the validation loss only). Each row records
+the kept characters of its context (``context_start``, ``context_end``), whether it was cut, and how
+many tokens it needs uncut (``untruncated_tokens``, for choosing ``max_seq_len``).
 
-Speed: each distinct context is tokenized once (and its token offsets computed at most once, only
-where the window must be centred on an answer), every kind of text in one batch (run in parallel by
-the tokenizers library when the job has more than one thread, see :func:`koqa.runtime.configure_job`),
-and the rows are assembled into flat NumPy arrays, never lists of Python ints.
+**Too long even without context**: a training or validation row whose prompt without its context
+(and, for training, its answer) leaves no room for the context is dropped with its reason, in the
+split's dropped table (a dropped validation row is scored as a missing prediction); a test row
+stops the run, naming it.
+
+**Speed.** Every row is encoded whole once, in one batch per kind of text (prompts; prompts with
+their targets) through the ``tokenizers`` backend, in parallel when the job has several threads (see
+:func:`koqa.runtime.configure_job`). Only the rows that do not fit pay more: the token offsets of
+their contexts (once per distinct context) and another whole encoding of the cut text (a prompt
+that leaves no room for its target is cut before its target is encoded). The rows are assembled
+into flat NumPy arrays.
 
 Each split is a directory of ``part-NNNNN.parquet`` files of ``shard_rows`` rows; every shard's schema
-metadata carries the tokenizer fingerprint, prompt layout hash and ``max_seq_len``. ``n_tokens`` is
-what length-grouped batching sorts by.
+metadata carries the tokenizer fingerprint, prompt layout hash, ``max_seq_len`` and the ids generation
+stops at (:func:`stop_ids`). ``n_tokens`` is what length-grouped batching sorts by.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +54,7 @@ from koqa.data.tokenizer import TextTokenizer
 from koqa.files import atomic_path
 
 IGNORE_INDEX = -100
+SPLITS = ("train", "validation", "test")
 SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -46,29 +64,53 @@ SCHEMA = pa.schema(
         ("n_tokens", pa.int32()),
         ("untruncated_tokens", pa.int32()),
         ("context_truncated", pa.bool_()),
+        ("context_start", pa.int32()),  # the kept characters of the context: [start, end)
+        ("context_end", pa.int32()),
     ]
 )
+DROPPED_COLUMNS = ["id", "reason", "detail"]
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    """A split's shard rows, the rows dropped (``id``, ``reason``, ``detail``), and how many
+    validation targets were encoded apart from their prompt."""
+
+    rows: pa.Table
+    dropped: pd.DataFrame
+    targets_apart: int
 
 
 def context_window(
-    offsets: list[tuple[int, int]], budget: int, answer_span: tuple[int, int] | None
+    starts: np.ndarray, ends: np.ndarray, budget: int, answer_span: tuple[int, int] | None
 ) -> tuple[int, int]:
-    """Token range [lo, hi) of at most ``budget`` tokens, centred on ``answer_span`` (characters)."""
-    n = len(offsets)
+    """Token range [lo, hi) of at most ``budget`` tokens of a context whose tokens span the
+    characters ``starts``/``ends``: centred on ``answer_span`` (characters), else the start."""
+    n = len(starts)
     if n <= budget:
         return 0, n
     if answer_span is None:
         return 0, budget
-    first = next(i for i, (_, end) in enumerate(offsets) if end > answer_span[0])
-    last = max(i for i, (start, _) in enumerate(offsets) if start < answer_span[1])
+    first = int(np.searchsorted(ends, answer_span[0], side="right"))  # first token ending after
+    last = int(np.searchsorted(starts, answer_span[1], side="left")) - 1  # last starting before
     lo = max(0, min((first + last + 1 - budget) // 2, n - budget))
     return lo, lo + budget
 
 
-def _encode(tokenizer: TextTokenizer, texts: list[str]) -> list[np.ndarray]:
-    """Token ids of each text (no special tokens), tokenized in one batch."""
-    encodings = tokenizer.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-    return [np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings]
+def _char_window(
+    context: str, starts: np.ndarray, ends: np.ndarray, lo: int, hi: int
+) -> tuple[int, int]:
+    """The characters [start, end) of tokens [lo, hi), without whitespace at either edge."""
+    start, end = int(starts[lo]), int(ends[hi - 1])
+    text = context[start:end]
+    left = len(text) - len(text.lstrip())
+    right = len(text) - left - len(text.strip())
+    return start + left, end - right
+
+
+def _lengths(encodings: list) -> np.ndarray:
+    """The length of each encoding (or list)."""
+    return np.fromiter((len(e) for e in encodings), np.int64, len(encodings))
 
 
 def _answer_spans(frame: pd.DataFrame) -> list[tuple[int, int] | None]:
@@ -81,6 +123,231 @@ def _answer_spans(frame: pd.DataFrame) -> list[tuple[int, int] | None]:
     ]
 
 
+class _ContextOffsets:
+    """Character spans of each distinct context's tokens, computed once, only where asked."""
+
+    def __init__(self, tokenizer: TextTokenizer, contexts: Sequence[str]) -> None:
+        self.tokenizer, self.contexts = tokenizer, contexts
+        self.spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def fetch(self, indices: set[int]) -> None:
+        """Encode (with offsets, in one batch) the contexts of ``indices`` not yet known."""
+        missing = sorted(indices - self.spans.keys())
+        encodings = self.tokenizer.tokenizer.encode_batch(
+            [self.contexts[i] for i in missing], add_special_tokens=False
+        )
+        for index, encoding in zip(missing, encodings, strict=True):
+            offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+            self.spans[index] = offsets[:, 0], offsets[:, 1]
+
+
+class _SplitEncoder:
+    """The rows of one split on their way to token ids: every row encoded whole, uncut; rounds of
+    cutting the contexts of the rows that do not fit and encoding them whole again; the targets."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        tokenizer: TextTokenizer,
+        layout: PromptLayout,
+        max_seq_len: int,
+        split: str,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+        self.tokenizer, self.layout = tokenizer, layout
+        self.max_seq_len, self.split = max_seq_len, split
+        self.training, self.labelled = split == "train", split != "test"
+        self.ids = frame["id"].astype(str).tolist()
+        self.context_of_row, contexts = pd.factorize(frame["context"])
+        self.contexts = list(contexts)
+        self.questions = frame["question"].tolist()
+        self.targets = (
+            [layout.target_text(t) for t in frame["target"].tolist()] if self.labelled else []
+        )
+        n_rows = len(frame)
+        self.spans = _answer_spans(frame) if self.training else [None] * n_rows
+        self.offsets = _ContextOffsets(tokenizer, self.contexts)
+        self.dropped: list[tuple[str, str, str]] = []
+        self.targets_apart = 0
+        self.alive = np.ones(n_rows, bool)
+        self.prompts: list = [None] * n_rows
+        self.fulls: list = [None] * n_rows  # whole encodings of prompt + target
+        self.windows = np.zeros((n_rows, 2), np.int64)  # kept characters of each context
+        self.windows[:, 1] = [len(self.contexts[i]) for i in self.context_of_row]
+        # tokens of the context alone and of its kept window, counted once a row is cut
+        self.cut = np.zeros(n_rows, bool)
+        self.context_tokens = np.zeros(n_rows, np.int64)
+        self.kept_tokens = np.zeros(n_rows, np.int64)
+        # a training target's tokens, counted alone: what a training prompt must leave room for
+        self.answer_tokens = np.zeros(n_rows, np.int64)
+        if self.training:
+            encodings = tokenizer.tokenizer.encode_batch_fast(
+                self.targets, add_special_tokens=False
+            )
+            self.answer_tokens = _lengths(encodings) + len(layout.end_ids)
+
+    def _encode(self, rows: np.ndarray) -> np.ndarray:
+        """Encode the whole texts of ``rows``: the prompts, then prompt + target where the prompt
+        leaves room for it. Return the tokens each row has more than ``max_seq_len`` allows
+        (training rows with their target, other rows their prompt), <= 0 where it fits."""
+        texts = [
+            self.layout.prompt_text(
+                self.contexts[self.context_of_row[r]][slice(*self.windows[r])], self.questions[r]
+            )
+            for r in rows
+        ]
+        encode = self.tokenizer.tokenizer.encode_batch_fast
+        special = self.layout.add_special_tokens
+        prompts = encode(texts, add_special_tokens=special)
+        for r, encoding in zip(rows, prompts, strict=True):
+            self.prompts[r] = encoding.ids
+        over = _lengths(prompts) + self.answer_tokens[rows] - self.max_seq_len
+        if not self.labelled:
+            return over
+        fits = np.flatnonzero(over <= 0)  # the others are cut first
+        fulls = encode([texts[i] + self.targets[rows[i]] for i in fits], add_special_tokens=special)
+        for i, encoding in zip(fits, fulls, strict=True):
+            self.fulls[rows[i]] = encoding.ids
+        if self.training:
+            over[fits] = _lengths(fulls) + len(self.layout.end_ids) - self.max_seq_len
+        return over
+
+    def _shorten(self, rows: np.ndarray, over: np.ndarray) -> np.ndarray:
+        """Cut ``over`` more tokens off the contexts of ``rows`` (their windows shrink from the
+        tokens they keep); drop the rows left no context token (a test row stops the run);
+        return the rows to encode again."""
+        first = rows[~self.cut[rows]]
+        self.offsets.fetch({int(self.context_of_row[r]) for r in first})
+        for r in first:
+            self.context_tokens[r] = len(self.offsets.spans[int(self.context_of_row[r])][0])
+        self.kept_tokens[first] = self.context_tokens[first]
+        self.cut[rows] = True
+        limit = self.kept_tokens[rows] - over
+        no_room = limit < np.minimum(self.context_tokens[rows], 1)
+        what = "prompt without its context" + (" and the answer" if self.training else "")
+        for r, extra in zip(rows[no_room], over[no_room], strict=True):
+            needed = int(self.max_seq_len + extra - self.kept_tokens[r])
+            if self.split == "test":
+                raise ValueError(
+                    f"row {self.ids[r]}: the question is too long: the {what} needs {needed} "
+                    f"tokens of prompt.max_seq_len {self.max_seq_len}; raise prompt.max_seq_len"
+                )
+            detail = f"the {what} needs {needed} of {self.max_seq_len} tokens"
+            self.dropped.append((self.ids[r], "question_too_long", detail))
+        self.alive[rows[no_room]] = False
+        for r, budget in zip(rows[~no_room], limit[~no_room], strict=True):
+            context = int(self.context_of_row[r])
+            starts, ends = self.offsets.spans[context]
+            lo, hi = context_window(starts, ends, int(budget), self.spans[r])
+            self.kept_tokens[r] = hi - lo
+            self.windows[r] = _char_window(self.contexts[context], starts, ends, lo, hi)
+        return rows[~no_room]
+
+    def _target(self, r: int) -> list[int] | None:
+        """The target ids of row ``r``: what follows its prompt in the whole encoding, then
+        ``end_ids``; None for a training row whose prompt's last token merges with it."""
+        prompt, full = self.prompts[r], self.fulls[r]
+        if full[: len(prompt)] == prompt:
+            return full[len(prompt) :] + list(self.layout.end_ids)
+        if self.training:
+            boundary = full[len(prompt) - 1 : len(prompt) + 1]
+            detail = (
+                f"the prompt ends in token {prompt[-1]}, which the whole text with the answer "
+                f"encodes as {boundary}"
+            )
+            self.dropped.append((self.ids[r], "answer_merges_with_prompt", detail))
+            return None
+        # a validation row keeps its prompt; its target only feeds the validation loss
+        self.targets_apart += 1
+        return self.tokenizer.encode(self.targets[r]) + list(self.layout.end_ids)
+
+    def run(self) -> EncodedSplit:
+        """Encode every row whole; cut what does not fit and encode it again until every row
+        fits; assemble the table."""
+        todo = np.arange(len(self.ids))
+        over = self._encode(todo)
+        uncut_prompt_tokens = _lengths(self.prompts)
+        while todo.size:
+            todo = self._shorten(todo[over > 0], over[over > 0])
+            if todo.size:
+                over = self._encode(todo)
+        answers = []
+        for r in np.flatnonzero(self.alive):
+            target = self._target(r) if self.labelled else []
+            if target is None:
+                self.alive[r] = False
+            else:
+                answers.append(target)
+        kept = np.flatnonzero(self.alive)
+        table = _assemble(
+            [self.ids[r] for r in kept],
+            [self.prompts[r] for r in kept],
+            answers,
+            self.windows[kept],
+            self.cut[kept] & (self.kept_tokens[kept] < self.context_tokens[kept]),
+            uncut_prompt_tokens[kept],
+        )
+        dropped = pd.DataFrame(self.dropped, columns=DROPPED_COLUMNS)
+        return EncodedSplit(table, dropped, self.targets_apart)
+
+
+def encode_split(
+    frame: pd.DataFrame,
+    tokenizer: TextTokenizer,
+    layout: PromptLayout,
+    max_seq_len: int,
+    split: str,
+) -> EncodedSplit:
+    """Token ids and labels of the rows of ``frame`` for ``split`` (train, validation or test; the
+    first two need ``target`` and ``answer_start`` columns), and the rows dropped."""
+    if len(frame):
+        layout.check_rendering(frame["context"].iloc[0], frame["question"].iloc[0])
+    return _SplitEncoder(frame, tokenizer, layout, max_seq_len, split).run()
+
+
+def _assemble(
+    row_ids: list[str],
+    prompts: list[list[int]],
+    answers: list[list[int]],
+    windows: np.ndarray,
+    truncated: np.ndarray,
+    uncut_prompt_tokens: np.ndarray,
+) -> pa.Table:
+    """The shard table from each row's prompt ids and answer ids, as flat NumPy arrays; a cut
+    row needs its uncut prompt's tokens and its answer's uncut."""
+    n_rows = len(row_ids)
+    prompt_lens = _lengths(prompts)
+    answer_lens = _lengths(answers)
+    n_tokens = prompt_lens + answer_lens
+    offsets = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(n_tokens, out=offsets[1:])
+    input_ids = np.fromiter(
+        chain.from_iterable(chain.from_iterable(zip(prompts, answers, strict=True))),
+        np.int32,
+        int(offsets[-1]),
+    )
+    row_of_token = np.repeat(np.arange(n_rows), n_tokens)
+    in_prompt = np.arange(offsets[-1]) - offsets[row_of_token] < prompt_lens[row_of_token]
+    labels = np.where(in_prompt, IGNORE_INDEX, input_ids).astype(np.int32)
+    untruncated = np.where(truncated, uncut_prompt_tokens + answer_lens, n_tokens)
+    list_offsets = pa.array(offsets.astype(np.int32))
+    return pa.table(
+        [
+            pa.array(row_ids, pa.string()),
+            pa.ListArray.from_arrays(list_offsets, pa.array(input_ids)),
+            pa.ListArray.from_arrays(list_offsets, pa.array(labels)),
+            pa.array(prompt_lens.astype(np.int32)),
+            pa.array(n_tokens.astype(np.int32)),
+            pa.array(untruncated.astype(np.int32)),
+            pa.array(truncated),
+            pa.array(windows[:, 0].astype(np.int32)),
+            pa.array(windows[:, 1].astype(np.int32)),
+        ],
+        schema=SCHEMA,
+    )
+
+
 def encode_rows(
     frame: pd.DataFrame,
     tokenizer: TextTokenizer,
@@ -88,86 +355,26 @@ def encode_rows(
     max_seq_len: int,
     center_on_answer: bool = True,
 ) -> pa.Table:
-    """Token ids and labels for each row of ``frame`` (``target`` column present = labelled);
-    ``center_on_answer``: cut long contexts around the answer (training rows) or keep their start."""
-    n_rows = len(frame)
+    """:func:`encode_split` of training rows (``target`` column present, ``center_on_answer``),
+    validation rows (``target``, not ``center_on_answer``) or test rows (no ``target``), failing on
+    any row it would drop (naming it)."""
     labelled = "target" in frame.columns
-    head = np.asarray(
-        ([tokenizer.bos_id] if layout.add_bos and tokenizer.bos_id is not None else [])
-        + tokenizer.encode(layout.prefix),
-        dtype=np.int32,
-    )
-    eos = np.asarray([tokenizer.eos_id], dtype=np.int32)
-    context_of_row, contexts = pd.factorize(frame["context"])
-    context_ids = _encode(tokenizer, list(contexts))
-    tails = _encode(tokenizer, [layout.question_text(q) for q in frame["question"].tolist()])
-    if labelled:
-        answers = [
-            np.concatenate([ids, eos])
-            for ids in _encode(
-                tokenizer, [layout.answer_separator + t for t in frame["target"].tolist()]
-            )
-        ]
-        spans = _answer_spans(frame) if center_on_answer else [None] * n_rows
-    else:
-        answers = [np.empty(0, dtype=np.int32)] * n_rows
-        spans = [None] * n_rows
+    split = ("train" if center_on_answer else "validation") if labelled else "test"
+    encoded = encode_split(frame, tokenizer, layout, max_seq_len, split)
+    if len(encoded.dropped):
+        first = encoded.dropped.iloc[0]
+        raise ValueError(
+            f"row {first['id']}: {first['reason']}: {first['detail']} "
+            f"({len(encoded.dropped)} rows in all)"
+        )
+    return encoded.rows
 
-    windows, prompt_lens, untruncated = [], np.empty(n_rows, np.int32), np.empty(n_rows, np.int32)
-    context_offsets: dict[int, list[tuple[int, int]]] = {}  # character span of each token
-    for row, (index, tail, answer, span) in enumerate(
-        zip(context_of_row, tails, answers, spans, strict=True)
-    ):
-        n_context = len(context_ids[index])
-        budget = max_seq_len - len(head) - len(tail) - len(answer)
-        if budget < 1:
-            raise ValueError(
-                f"row {frame['id'].iloc[row]}: question and answer alone need "
-                f"{max_seq_len - budget + 1} tokens; raise prompt.max_seq_len (now {max_seq_len})"
-            )
-        if n_context <= budget:
-            lo, hi = 0, n_context
-        elif span is None:
-            lo, hi = 0, budget
-        else:  # offsets only where the window must be centred on the answer
-            if index not in context_offsets:
-                encoding = tokenizer.tokenizer.encode(contexts[index], add_special_tokens=False)
-                context_offsets[index] = encoding.offsets
-            lo, hi = context_window(context_offsets[index], budget, span)
-        windows.append((lo, hi))
-        prompt_lens[row] = len(head) + (hi - lo) + len(tail)
-        untruncated[row] = len(head) + n_context + len(tail) + len(answer)
 
-    answer_lens = np.fromiter((len(a) for a in answers), np.int32, n_rows)
-    n_tokens = prompt_lens + answer_lens
-    offsets = np.zeros(n_rows + 1, dtype=np.int32)
-    np.cumsum(n_tokens, out=offsets[1:])
-    input_ids = np.empty(offsets[-1], dtype=np.int32)
-    labels = np.full(offsets[-1], IGNORE_INDEX, dtype=np.int32)
-    for row, (index, (lo, hi), tail, answer) in enumerate(
-        zip(context_of_row, windows, tails, answers, strict=True)
-    ):
-        start = offsets[row]
-        prompt = np.concatenate([head, context_ids[index][lo:hi], tail])
-        input_ids[start : start + len(prompt)] = prompt
-        input_ids[start + len(prompt) : offsets[row + 1]] = answer
-        labels[start + len(prompt) : offsets[row + 1]] = answer
-
-    context_lens = np.fromiter((len(context_ids[i]) for i in context_of_row), np.int32, n_rows)
-    kept = np.fromiter((hi - lo for lo, hi in windows), np.int32, n_rows)
-    pa_offsets = pa.array(offsets)
-    return pa.table(
-        [
-            pa.array(frame["id"].astype(str).tolist(), pa.string()),
-            pa.ListArray.from_arrays(pa_offsets, pa.array(input_ids)),
-            pa.ListArray.from_arrays(pa_offsets, pa.array(labels)),
-            pa.array(prompt_lens),
-            pa.array(n_tokens),
-            pa.array(untruncated),
-            pa.array(kept < context_lens),
-        ],
-        schema=SCHEMA,
-    )
+def stop_ids(metadata: dict[str, str]) -> list[int]:
+    """The token ids generation stops at, from a split's shard metadata (:func:`read_shards`):
+    the chat template's end-of-turn token(s) and EOS; [] for shards written before they were
+    recorded."""
+    return json.loads(metadata.get("stop_ids", "[]"))
 
 
 def write_shards(

@@ -51,8 +51,12 @@ def answer_words(answers: pd.Series) -> pd.Series:
     return answers.str.split().str.len()
 
 
-def split_statistics(table: pd.DataFrame, tokens: pd.DataFrame) -> dict:
-    """Statistics of one split: its cleaned table and its shards' token counts."""
+def split_statistics(
+    table: pd.DataFrame, tokens: pd.DataFrame, dropped: pd.DataFrame | None = None
+) -> dict:
+    """Statistics of one split: its cleaned table, its shards' token counts and the rows the
+    tokenize stage dropped (``reason`` column)."""
+    reasons = Counter(dropped["reason"]) if dropped is not None else Counter()
     contexts = pd.Series(table["context"].unique())
     stats: dict = {
         "rows": len(table),
@@ -66,6 +70,8 @@ def split_statistics(table: pd.DataFrame, tokens: pd.DataFrame) -> dict:
             "n_tokens": summary(tokens["n_tokens"]),
             "untruncated_tokens": summary(tokens["untruncated_tokens"]),
             "truncated_rows": int(tokens["context_truncated"].sum()),
+            "dropped_rows": sum(reasons.values()),
+            "dropped_by_reason": dict(reasons),
         },
     }
     if "answer" in table.columns:
@@ -109,9 +115,14 @@ def special_characters(texts: list[str]) -> dict:
 
 
 def dataset_statistics(
-    tables: dict[str, pd.DataFrame], tokens: dict[str, pd.DataFrame], max_seq_len: int
+    tables: dict[str, pd.DataFrame],
+    tokens: dict[str, pd.DataFrame],
+    max_seq_len: int,
+    dropped: dict[str, pd.DataFrame] | None = None,
 ) -> dict:
-    """Statistics of every split, plus the special characters of all their text."""
+    """Statistics of every split (with the rows tokenizing dropped, when given), plus the special
+    characters of all their text."""
+    dropped = dropped or {}
     texts = [
         text
         for table in tables.values()
@@ -121,7 +132,9 @@ def dataset_statistics(
     ]
     return {
         "max_seq_len": max_seq_len,
-        "splits": {name: split_statistics(tables[name], tokens[name]) for name in tables},
+        "splits": {
+            name: split_statistics(tables[name], tokens[name], dropped.get(name)) for name in tables
+        },
         "special_characters": special_characters(texts),
     }
 

@@ -47,7 +47,7 @@ def train_bpe_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenize
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, padding_side="left", **SPECIAL_TOKENS
+        tokenizer_object=tokenizer, padding_side="left", add_bos_token=True, **SPECIAL_TOKENS
     )
 
 

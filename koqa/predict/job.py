@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from koqa.data.shards import read_shards
+from koqa.data.shards import read_shards, stop_ids
 from koqa.data.tokenizer import load_text_tokenizer
 from koqa.files import write_csv, write_json
 from koqa.model.adapters import load_variant
@@ -59,12 +59,13 @@ def run_prediction(
     loading = time.perf_counter()
     max_new_tokens = resolve_max_new_tokens(options, train_shard_dir)
     log.info("max_new_tokens: %d", max_new_tokens)
-    rows, _ = read_shards(shard_dir)
+    rows, metadata = read_shards(shard_dir)
     prompts = [
         ids[:n].tolist() for ids, n in zip(rows["input_ids"], rows["prompt_len"], strict=True)
     ]
     tokenizer = load_text_tokenizer(base_dir)
-    stop_ids = stop_token_ids(tokenizer.tokenizer, tokenizer.eos_id)
+    # line breaks and EOS, and the chat template's end-of-turn token(s) the shards name
+    stops = sorted({*stop_token_ids(tokenizer.tokenizer, tokenizer.eos_id), *stop_ids(metadata)})
     model = prepare_for_inference(
         load_variant(variant_dir, base_dir, device, trust_remote_code, precision=precision)
     )
@@ -74,7 +75,7 @@ def run_prediction(
     generated = greedy_generate(
         model,
         prompts,
-        stop_ids=stop_ids,
+        stop_ids=stops,
         pad_id=tokenizer.eos_id if pad_id is None else pad_id,
         batch_size=options["batch_size"],
         max_new_tokens=max_new_tokens,
