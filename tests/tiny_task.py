@@ -127,6 +127,7 @@ class TinyTask:
             "out_dir": str(out / "adapter"),
             "checkpoint_dir": str(out / "checkpoints"),
             "metrics_path": str(out / "metrics.csv"),
+            "timing_path": str(out / "timing.csv"),
             "summary_path": str(out / "summary.json"),
             "plot_path": str(out / "loss.svg"),
         }

@@ -119,9 +119,19 @@ def save_variant(
     }
     with atomic_path(out_dir) as tmp:
         if model is not None:
+            _sort_config_sets(model)
             model.save_pretrained(tmp, safe_serialization=True)
         tmp.mkdir(exist_ok=True)
         write_json(manifest, tmp / MANIFEST)
+
+
+def _sort_config_sets(model: PreTrainedModel) -> None:
+    """peft keeps ``target_modules`` (and the like) as sets, which it writes to adapter_config.json
+    in an order that changes from process to process; sorted lists make the file reproducible."""
+    for config in getattr(model, "peft_config", {}).values():
+        for key, value in vars(config).items():
+            if isinstance(value, set):
+                setattr(config, key, sorted(value))
 
 
 def load_variant(
