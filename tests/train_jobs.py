@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import torch
 
 from koqa.train.checkpoint import Checkpoints
@@ -48,21 +49,16 @@ def checkpoint_steps(checkpoint_dir: Path) -> list[int]:
 
 
 def kill_after_first_checkpoint(command: list[str], checkpoint_dir: Path, log_path: Path) -> int:
-    """Start ``command`` in its own process group, SIGKILL the whole group as soon as a checkpoint
-    exists; return that checkpoint's step."""
+    """Start ``command``; SIGKILL it and every process it started (torchrun's workers run in
+    sessions of their own) as soon as a checkpoint exists; return that checkpoint's step."""
     with open(log_path, "w") as log:
-        child = subprocess.Popen(
-            command,
-            env=child_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        child = subprocess.Popen(command, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 600
         while not checkpoint_steps(checkpoint_dir) and child.poll() is None:
             assert time.monotonic() < deadline, "no checkpoint after 600 s"
             time.sleep(0.01)
-        os.killpg(child.pid, signal.SIGKILL)
+        for process in [*psutil.Process(child.pid).children(recursive=True), child]:
+            os.kill(process.pid, signal.SIGKILL)
         child.wait()
     assert child.returncode == -signal.SIGKILL, log_path.read_text()[-5000:]
     return checkpoint_steps(checkpoint_dir)[0]
