@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from transformers import PreTrainedModel
 
 from koqa.data.shards import read_shards
 from koqa.data.tokenizer import load_text_tokenizer
@@ -53,6 +54,32 @@ def training_provenance(base_dir: Path, shard_metadata: dict[str, str]) -> dict:
     return {"base_model": model_fingerprint(base_dir), "shards": shard_metadata}
 
 
+def load_trainable_model(
+    settings: dict,
+    base_dir: Path,
+    device: str,
+    *,
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+) -> tuple[PreTrainedModel, torch.dtype]:
+    """The base model loaded in ``dtype`` on ``device`` and wrapped for ``settings['method']``,
+    and the dtype it loaded in; full fine-tuning's weights become fp32 master weights."""
+    torch.manual_seed(settings["seed"])  # adapter initialization
+    base = load_base_model(
+        base_dir,
+        trust_remote_code=trust_remote_code,
+        quantize_4bit=settings["method"] == "qlora",
+        compute_dtype=compute_dtype(device, settings["precision"]),
+        device=device,
+        dtype=dtype,
+    )
+    base_dtype = base.dtype
+    if settings["method"] == "full":
+        base.float()  # see the module docstring
+    checkpointing = uses_gradient_checkpointing(settings, device)
+    return trainable_model(base, settings, gradient_checkpointing=checkpointing), base_dtype
+
+
 def _train(
     settings: dict,
     shard_dir: Path,
@@ -65,25 +92,13 @@ def _train(
 ) -> tuple[torch.nn.Module | None, dict]:
     """Load the base model, wrap it for the method, train; return the model to save (None on
     ranks other than 0) and the summary."""
-    method = settings["method"]
     device = distributed.worker_device(pick_device(settings["device"]))
     rows, shard_metadata = read_shards(shard_dir)
     eval_rows = read_shards(validation_dir)[0] if settings["eval_every"] else None
-    torch.manual_seed(settings["seed"])
-    base = load_base_model(
-        base_dir,
-        trust_remote_code=trust_remote_code,
-        quantize_4bit=method == "qlora",
-        compute_dtype=compute_dtype(device, settings["precision"]),
-        device=device,
-        dtype=dtype,
+    model, base_dtype = load_trainable_model(
+        settings, base_dir, device, dtype=dtype, trust_remote_code=trust_remote_code
     )
-    base_dtype = base.dtype
-    if method == "full":
-        base.float()  # fp32 master weights (see the module docstring)
-    checkpointing = uses_gradient_checkpointing(settings, device)
-    model = trainable_model(base, settings, gradient_checkpointing=checkpointing)
-    pad_id = base.config.pad_token_id
+    pad_id = model.config.pad_token_id
     if pad_id is None:  # many causal LMs have no pad token; padding is masked anyway
         pad_id = load_text_tokenizer(base_dir).eos_id
     trainer = Trainer(
@@ -96,8 +111,8 @@ def _train(
         provenance=training_provenance(base_dir, shard_metadata),
     )
     summary = trainer.run(checkpoint_dir, *log_paths)
-    summary["gradient_checkpointing"] = checkpointing
-    if method == "full":
+    summary["gradient_checkpointing"] = uses_gradient_checkpointing(settings, device)
+    if settings["method"] == "full":
         model = _full_model_to_save(model, trainer.sharded, base_dir, base_dtype, trust_remote_code)
     return model, summary
 
