@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +150,9 @@ class Checkpoints:
             max_shard_size=MAX_FILE_SIZE,
         )
 
-    def _write_atomically(self, name: str, write, finish) -> None:
+    def _write_atomically(
+        self, name: str, write: Callable[[Path], None], finish: Callable[[Path], None]
+    ) -> None:
         """Every process runs ``write(staging directory)``, then rank 0 ``finish(it)`` and renames
         it to ``name``."""
         staging = self.root / f".{name}.partial"

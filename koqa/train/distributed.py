@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO, TypeVar
@@ -111,7 +111,7 @@ def data_parallel(
     )
 
 
-def gradient_sync(engine: torch.nn.Module, last: bool) -> nullcontext | Iterator[None]:
+def gradient_sync(engine: torch.nn.Module, last: bool) -> AbstractContextManager[None]:
     """The context of one micro-batch's forward and backward: DDP all-reduces only on the last
     micro-batch of a step (FSDP2 reduce-scatters every one; see the module docstring)."""
     if isinstance(engine, DistributedDataParallel) and not last:
