@@ -7,7 +7,10 @@ other settings, another base model or other training data, is passed over with t
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,17 @@ from koqa.train.loop import Trainer
 VARIANT = {"epochs": 4, "batch_size": 4, "checkpoint_every": 3, "eval_every": 10}
 
 
+# hash seeds under which a set of VARIANT's target modules (q_proj, v_proj) iterates in another order
+HASH_SEEDS = ("1", "3")
+
+
+def _set_order(items: list[str], hash_seed: str) -> str:
+    """How a set of ``items`` iterates in a process with ``hash_seed``."""
+    command = [sys.executable, "-c", f"print(*{set(items)!r})"]
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+
+
 def _files(directory: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
 
@@ -32,12 +46,14 @@ def _files(directory: Path) -> dict[str, bytes]:
 def test_killed_job_resumes_and_ends_like_an_uninterrupted_one(
     tiny_task: TinyTask, tmp_path: Path
 ) -> None:
-    """The three runs are separate processes with different hash seeds: peft keeps the target
-    modules in a set, whose order would otherwise differ in adapter_config.json."""
+    """The runs are separate processes with different hash seeds: peft keeps the target modules in
+    a set, whose order would otherwise differ in adapter_config.json."""
     killed, straight = tmp_path / "killed", tmp_path / "straight"
     killed.mkdir()
     straight.mkdir()
     job = tiny_task.job(settings("lora", **VARIANT), killed)
+    modules = job["settings"]["target_modules"]
+    assert _set_order(modules, HASH_SEEDS[0]) != _set_order(modules, HASH_SEEDS[1])
     killed_at = kill_after_first_checkpoint(
         job_command(job, killed), Path(job["checkpoint_dir"]), killed / "child.log"
     )
@@ -47,9 +63,11 @@ def test_killed_job_resumes_and_ends_like_an_uninterrupted_one(
     for output in ("metrics.csv", "timing.csv"):  # Snakemake deletes a job's outputs
         (killed / output).unlink(missing_ok=True)
 
-    run_child(job_command(job, killed), killed / "resumed.log", PYTHONHASHSEED="1")
+    run_child(job_command(job, killed), killed / "resumed.log", PYTHONHASHSEED=HASH_SEEDS[0])
     straight_job = tiny_task.job(settings("lora", **VARIANT), straight)
-    run_child(job_command(straight_job, straight), straight / "run.log", PYTHONHASHSEED="2")
+    run_child(
+        job_command(straight_job, straight), straight / "run.log", PYTHONHASHSEED=HASH_SEEDS[1]
+    )
 
     resumed, uninterrupted = (
         json.loads((run / "summary.json").read_text()) for run in (killed, straight)
