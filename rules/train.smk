@@ -1,6 +1,7 @@
 # One training job per variant. Only the variant's own settings are params, so changing one
 # variant reruns that variant alone (and what depends on it). A job given more than one GPU
-# (resources: gpu > 1, e.g. from a profile) trains data-parallel, one process per GPU.
+# (resources: gpu > 1, e.g. from a profile) or more than one node (resources: nodes > 1, on
+# SLURM) trains data-parallel, one process per GPU.
 
 
 rule train:
@@ -11,6 +12,7 @@ rule train:
     output:
         adapter=directory("results/adapters/{variant}"),
         metrics="results/training/{variant}/metrics.csv",
+        timing="results/training/{variant}/timing.csv",
         summary="results/training/{variant}/summary.json",
         plot=report(
             "results/training/{variant}/loss.svg",
@@ -32,5 +34,6 @@ rule train:
         model=model_path(),
         checkpoints=lambda wildcards: f"results/checkpoints/{wildcards.variant}",
         trust_remote_code=config["model"]["trust_remote_code"],
+        dtype=config["model"]["dtype"],
     script:
         "../scripts/train.py"

@@ -1,7 +1,8 @@
 """Rule train: fine-tune one variant (or, for zeroshot, record that there is nothing to train).
 
-Given more than one GPU, the job trains data-parallel: one torchrun worker per GPU. A Hub id is
-looked up in the local cache (the tokenize job, upstream, downloaded it if that is allowed)."""
+Given more than one GPU, or more than one node (``resources: nodes``, on SLURM), the job trains
+data-parallel: one torchrun worker per GPU on every node. A Hub id is looked up in the local cache
+(the tokenize job, upstream, downloaded it if that is allowed)."""
 
 from koqa.model.modelpath import resolve_model_dir
 from koqa.runtime import configure_job, job_log
@@ -21,16 +22,19 @@ with job_log(snakemake.log[0]) as log:
         "out_dir": snakemake.output.adapter,
         "checkpoint_dir": snakemake.params.checkpoints,
         "metrics_path": snakemake.output.metrics,
+        "timing_path": snakemake.output.timing,
         "summary_path": snakemake.output.summary,
         "plot_path": snakemake.output.plot,
         "trust_remote_code": snakemake.params.trust_remote_code,
+        "dtype": snakemake.params.dtype,
     }
     gpus = int(snakemake.resources.get("gpu", 0))
-    if gpus > 1 and settings["method"] != "zeroshot":
+    nodes = int(snakemake.resources.get("nodes", 1))
+    if (gpus > 1 or nodes > 1) and settings["method"] != "zeroshot":
         from koqa.train.distributed import launch
 
-        log.info("training on %d GPUs, one process each", gpus)
-        launch(job, nproc=gpus, threads=snakemake.threads)
+        log.info("training on %d node(s) x %d GPU(s), one process each", nodes, max(gpus, 1))
+        launch(job, nproc_per_node=max(gpus, 1), threads=snakemake.threads, nodes=nodes, gpus=gpus)
     else:
         from koqa.train.job import run_training
 

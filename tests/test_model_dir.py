@@ -122,6 +122,7 @@ def test_train_and_predict_jobs_take_a_hub_id(tiny_task: TinyTask, tmp_path: Pat
         "output": {
             "adapter": str(out / "adapter"),
             "metrics": str(out / "metrics.csv"),
+            "timing": str(out / "timing.csv"),
             "summary": str(out / "summary.json"),
             "plot": str(out / "loss.svg"),
         },
@@ -130,6 +131,7 @@ def test_train_and_predict_jobs_take_a_hub_id(tiny_task: TinyTask, tmp_path: Pat
             "model": HUB_ID,
             "checkpoints": str(out / "checkpoints"),
             "trust_remote_code": False,
+            "dtype": "auto",
         },
     }
     options = {**CONFIG["predict"], "max_new_tokens": 4}

@@ -88,6 +88,38 @@ def test_length_grouped_batches_pad_little_and_cover_every_row_once() -> None:
     assert batches == length_grouped_batches(lengths, batch_size=8, seed=1, epoch=0)
 
 
+def _cells(batch: list[int], lengths: list[int]) -> int:
+    return len(batch) * max(lengths[i] for i in batch)
+
+
+def test_the_longest_batches_come_first_and_the_others_keep_their_order() -> None:
+    lengths = [(i * 37) % 300 + 20 for i in range(1000)]
+    plain = length_grouped_batches(lengths, batch_size=8, seed=1, epoch=0, longest_first=0)
+    first = length_grouped_batches(lengths, batch_size=8, seed=1, epoch=0, longest_first=3)
+    largest = sorted((_cells(batch, lengths) for batch in plain), reverse=True)[:3]
+    assert [_cells(batch, lengths) for batch in first[:3]] == largest
+    assert first[3:] == [batch for batch in plain if batch not in first[:3]]
+
+
+def test_the_first_optimizer_step_runs_the_longest_micro_batches(
+    tiny_task: TinyTask, tmp_path: Path
+) -> None:
+    """What runs out of memory shows in the first step: its two micro-batches are the two with the
+    most cells (rows x width) of the epoch, largest first."""
+    trainer = make_trainer(tiny_task, "lora", epochs=1, batch_size=6, grad_accum=2)
+    shapes = []
+    trainer.model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(kwargs["input_ids"].numel()), with_kwargs=True
+    )
+    trainer.run(tmp_path / "checkpoints", tmp_path / "metrics.csv")
+    lengths = tiny_task.train_rows["n_tokens"].tolist()
+    seed = trainer.settings["seed"]
+    batches = length_grouped_batches(lengths, batch_size=6, seed=seed, epoch=0, longest_first=0)
+    assert len(shapes) == len(batches)
+    assert shapes[:2] == sorted((_cells(batch, lengths) for batch in batches), reverse=True)[:2]
+    assert shapes[2:] != sorted(shapes[2:], reverse=True)  # the others stay shuffled
+
+
 def test_early_stopping_keeps_the_best_weights(tiny_task: TinyTask, tmp_path: Path) -> None:
     """Validation rows whose answers contradict the training rows: the validation loss rises as
     training fits, so training stops early and the weights of the lowest validation loss stay."""

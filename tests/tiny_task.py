@@ -22,9 +22,9 @@ import torch
 import yaml
 
 from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
-from koqa.model.adapters import trainable_model
-from koqa.model.basemodel import build_tiny_llama, load_base_model, pretrain, train_bpe_tokenizer
+from koqa.model.basemodel import build_tiny_llama, pretrain, train_bpe_tokenizer
 from koqa.score.metric import char_f1
+from koqa.train.job import load_trainable_model
 from koqa.train.loop import Trainer
 from koqa.train.variants import check_variant, resolve_variant
 
@@ -127,6 +127,7 @@ class TinyTask:
             "out_dir": str(out / "adapter"),
             "checkpoint_dir": str(out / "checkpoints"),
             "metrics_path": str(out / "metrics.csv"),
+            "timing_path": str(out / "timing.csv"),
             "summary_path": str(out / "summary.json"),
             "plot_path": str(out / "loss.svg"),
         }
@@ -202,14 +203,15 @@ def make_trainer(
     rows: pd.DataFrame | None = None,
     eval_rows: pd.DataFrame | None = None,
     provenance: dict | None = None,
+    base_dir: Path | None = None,
+    dtype: str = "auto",
     **overrides: object,
 ) -> Trainer:
-    """A Trainer for ``method`` on the task's base model (LoRA-family on every linear layer)."""
+    """A Trainer for ``method`` on the task's base model (or the one in ``base_dir``, loaded in
+    ``dtype``) as the train job loads it (LoRA-family on every linear layer)."""
     extra = LORA_ALL if method in ("lora", "qlora", "dora") else {}
     variant = settings(method, **{"lr": LEARNING_RATE[method], **extra, **overrides})
-    torch.manual_seed(variant["seed"])
-    base = load_base_model(task.base_dir, quantize_4bit=method == "qlora")
-    model = trainable_model(base, variant)
+    model, _ = load_trainable_model(variant, base_dir or task.base_dir, "cpu", dtype=dtype)
     return Trainer(
         model,
         task.train_rows if rows is None else rows,

@@ -124,6 +124,7 @@ def save_variant(
     }
     with atomic_path(out_dir) as tmp:
         if model is not None:
+            _sort_config_sets(model)
             model.save_pretrained(tmp, safe_serialization=True)
         tmp.mkdir(exist_ok=True)
         write_json(manifest, tmp / MANIFEST)
@@ -139,6 +140,15 @@ def _check_safetensors_adapter(variant_dir: Path) -> None:
         f"{variant_dir}: no {SAFETENSORS_WEIGHTS_NAME}{pickled}; koqa loads adapter weights from "
         "safetensors only (if you trust a .bin, convert it with safetensors.torch.save_file)"
     )
+
+
+def _sort_config_sets(model: PreTrainedModel) -> None:
+    """peft keeps ``target_modules`` (and the like) as sets, which it writes to adapter_config.json
+    in an order that changes from process to process; sorted lists make the file reproducible."""
+    for config in getattr(model, "peft_config", {}).values():
+        for key, value in vars(config).items():
+            if isinstance(value, set):
+                setattr(config, key, sorted(value))
 
 
 def load_variant(

@@ -26,6 +26,13 @@ from transformers import (
 from koqa.train.loop import lr_factor
 
 log = logging.getLogger("koqa")
+# model.dtype names (auto: the checkpoint's own dtype, as transformers reads it from its config)
+DTYPES: dict[str, str | torch.dtype] = {
+    "auto": "auto",
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float32": torch.float32,
+}
 SPECIAL_TOKENS = {
     "pad_token": "<pad>",
     "bos_token": "<s>",
@@ -113,9 +120,15 @@ def load_base_model(
     quantize_4bit: bool = False,
     compute_dtype: torch.dtype = torch.float32,
     device: str = "cpu",
+    dtype: str | torch.dtype = "auto",
 ) -> PreTrainedModel:
-    """Load a causal LM from a local directory of safetensors weights (4-bit NF4 for QLoRA, its
-    layers computing in ``compute_dtype``: see :func:`koqa.train.loop.compute_dtype`)."""
+    """Load a causal LM from a local directory of safetensors weights onto ``device`` (4-bit NF4 for
+    QLoRA, its layers computing in ``compute_dtype``: see :func:`koqa.train.loop.compute_dtype`).
+
+    ``dtype`` (the config's ``model.dtype``): ``auto`` keeps the checkpoint's own dtype (its
+    config's ``dtype``: bf16 for current 7-14B models, so an 8B model takes 16 GB, not 32), else a
+    name of :data:`DTYPES` or a torch dtype. For QLoRA it is the dtype of the layers left
+    unquantized (embeddings, norms, head)."""
     quantization = None
     if quantize_4bit:
         quantization = BitsAndBytesConfig(
@@ -130,12 +143,12 @@ def load_base_model(
         local_files_only=True,
         trust_remote_code=trust_remote_code,
         quantization_config=quantization,
-        device_map=device if quantize_4bit else None,
-        dtype=torch.float32,
+        device_map=device,  # straight onto the device: no copy of the weights in CPU memory
+        dtype=DTYPES[dtype] if isinstance(dtype, str) else dtype,
     )
     if quantize_4bit:
         _disable_cpu_bf16_repacking(model)
-    return model.to(device) if not quantize_4bit else model
+    return model
 
 
 def _disable_cpu_bf16_repacking(model: torch.nn.Module) -> None:

@@ -1,8 +1,16 @@
 """One variant's training job, start to finish: load, wrap, train, save.
 
 The output directory gets the trained weights (a peft adapter, or the full model) in safetensors and
-``koqa_variant.json``; ``zeroshot`` gets the JSON alone. The metrics CSV, a summary JSON and a plot
-of the loss curves go beside. When data-parallel, every process trains and rank 0 alone writes.
+``koqa_variant.json``; ``zeroshot`` gets the JSON alone. The metrics and timing CSVs, a summary JSON
+and a plot of the loss curves go beside. When data-parallel, every process trains and rank 0 alone
+writes.
+
+The base model loads in ``model.dtype`` (``auto``: the checkpoint's own, bf16 for real models).
+Adapters train in fp32 on it (peft's ``autocast_adapter_dtype``). Full fine-tuning keeps fp32 only
+where it must: the master weights, their gradients and the AdamW states are fp32 (bf16 updates of
+size lr x grad vanish against bf16 weights), the forward and backward run in the autocast dtype (and
+under FSDP, the gathered layers: ``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)``); the
+trained model is saved in the base's dtype again.
 
 ``python -m koqa.train.job JOB.json`` is how :func:`koqa.train.distributed.launch` starts each worker
 (the JSON holds :func:`run_training`'s arguments).
@@ -18,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from transformers import PreTrainedModel
 
 from koqa.data.shards import read_shards
 from koqa.data.tokenizer import load_text_tokenizer
@@ -27,6 +36,7 @@ from koqa.model.basemodel import load_base_model
 from koqa.model.modelpath import model_fingerprint
 from koqa.train.loop import (
     METRIC_FIELDS,
+    TIMING_FIELDS,
     Trainer,
     compute_dtype,
     distributed,
@@ -44,31 +54,51 @@ def training_provenance(base_dir: Path, shard_metadata: dict[str, str]) -> dict:
     return {"base_model": model_fingerprint(base_dir), "shards": shard_metadata}
 
 
+def load_trainable_model(
+    settings: dict,
+    base_dir: Path,
+    device: str,
+    *,
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+) -> tuple[PreTrainedModel, torch.dtype]:
+    """The base model loaded in ``dtype`` on ``device`` and wrapped for ``settings['method']``,
+    and the dtype it loaded in; full fine-tuning's weights become fp32 master weights."""
+    torch.manual_seed(settings["seed"])  # adapter initialization
+    base = load_base_model(
+        base_dir,
+        trust_remote_code=trust_remote_code,
+        quantize_4bit=settings["method"] == "qlora",
+        compute_dtype=compute_dtype(device, settings["precision"]),
+        device=device,
+        dtype=dtype,
+    )
+    base_dtype = base.dtype
+    if settings["method"] == "full":
+        base.float()  # see the module docstring
+    checkpointing = uses_gradient_checkpointing(settings, device)
+    return trainable_model(base, settings, gradient_checkpointing=checkpointing), base_dtype
+
+
 def _train(
     settings: dict,
     shard_dir: Path,
     validation_dir: Path | None,
     base_dir: Path,
     checkpoint_dir: Path,
-    metrics_path: Path,
+    log_paths: tuple[Path, Path | None],
     trust_remote_code: bool,
-) -> tuple[torch.nn.Module, dict]:
-    """Load the base model, wrap it for the method, train; return the model and the summary."""
-    method = settings["method"]
+    dtype: str,
+) -> tuple[torch.nn.Module | None, dict]:
+    """Load the base model, wrap it for the method, train; return the model to save (None on
+    ranks other than 0) and the summary."""
     device = distributed.worker_device(pick_device(settings["device"]))
     rows, shard_metadata = read_shards(shard_dir)
     eval_rows = read_shards(validation_dir)[0] if settings["eval_every"] else None
-    torch.manual_seed(settings["seed"])
-    base = load_base_model(
-        base_dir,
-        trust_remote_code=trust_remote_code,
-        quantize_4bit=method == "qlora",
-        compute_dtype=compute_dtype(device, settings["precision"]),
-        device=device,
+    model, base_dtype = load_trainable_model(
+        settings, base_dir, device, dtype=dtype, trust_remote_code=trust_remote_code
     )
-    checkpointing = uses_gradient_checkpointing(settings, device)
-    model = trainable_model(base, settings, gradient_checkpointing=checkpointing)
-    pad_id = base.config.pad_token_id
+    pad_id = model.config.pad_token_id
     if pad_id is None:  # many causal LMs have no pad token; padding is masked anyway
         pad_id = load_text_tokenizer(base_dir).eos_id
     trainer = Trainer(
@@ -80,9 +110,30 @@ def _train(
         eval_rows=eval_rows,
         provenance=training_provenance(base_dir, shard_metadata),
     )
-    summary = trainer.run(checkpoint_dir, metrics_path)
-    summary["gradient_checkpointing"] = checkpointing
+    summary = trainer.run(checkpoint_dir, *log_paths)
+    summary["gradient_checkpointing"] = uses_gradient_checkpointing(settings, device)
+    if settings["method"] == "full":
+        model = _full_model_to_save(model, trainer.sharded, base_dir, base_dtype, trust_remote_code)
     return model, summary
+
+
+def _full_model_to_save(
+    model: torch.nn.Module,
+    sharded: bool,
+    base_dir: Path,
+    dtype: torch.dtype,
+    trust_remote_code: bool,
+) -> torch.nn.Module | None:
+    """The fully fine-tuned model in the base's ``dtype``, on rank 0: under FSDP its weights are
+    gathered (every rank takes part) into a copy of the base on rank 0's CPU."""
+    if not sharded:
+        return model.to(dtype)
+    weights = distributed.full_state_dict(model)
+    if not distributed.world().is_main:
+        return None
+    whole = load_base_model(base_dir, trust_remote_code=trust_remote_code, dtype=dtype)
+    whole.load_state_dict(weights)
+    return whole
 
 
 def plot_losses(metrics_path: Path, svg_path: Path, title: str) -> None:
@@ -119,14 +170,21 @@ def run_training(
     plot_path: str | Path | None = None,
     validation_dir: str | Path | None = None,
     trust_remote_code: bool = False,
+    timing_path: str | Path | None = None,
+    dtype: str = "auto",
 ) -> dict:
-    """Train variant ``settings['name']`` and write its outputs; return the summary."""
+    """Train variant ``settings['name']`` and write its outputs; return the summary.
+
+    ``dtype``: the config's ``model.dtype`` (see :func:`koqa.model.basemodel.load_base_model`)."""
     method = settings["method"]
     metrics_path = Path(metrics_path)
+    timing_path = Path(timing_path) if timing_path else None
     if method == "zeroshot":
         model = None
-        with atomic_path(metrics_path) as tmp, open(tmp, "w", newline="") as handle:
-            csv.DictWriter(handle, METRIC_FIELDS).writeheader()
+        for path, fields in ((metrics_path, METRIC_FIELDS), (timing_path, TIMING_FIELDS)):
+            if path:
+                with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+                    csv.DictWriter(handle, fields).writeheader()
         summary = {
             "variant": settings["name"],
             "method": method,
@@ -141,8 +199,9 @@ def run_training(
             Path(validation_dir) if validation_dir else None,
             Path(base_dir),
             Path(checkpoint_dir),
-            metrics_path,
+            (metrics_path, timing_path),
             trust_remote_code,
+            dtype,
         )
     if not distributed.world().is_main:
         return summary

@@ -7,28 +7,38 @@ same config.
 
 One optimizer step = ``grad_accum`` micro-batches (on each process, when training data-parallel; see
 :mod:`koqa.train.distributed`). The loss is the mean over answer tokens of the whole accumulated batch
-(prompt tokens carry label -100 and never count). Every ``checkpoint_every`` steps the trainable
-weights, optimizer, scheduler, step, RNG states and the checkpoint's identity are saved; a rerun
-with the same identity (settings, world size, device type, autocast dtype, the training rows and
-where the base model and shards came from) resumes from there and continues the step count; any
-other checkpoint is ignored, with the reason in the log. The live metrics CSV sits beside the
-checkpoint and is copied to its final place at the end. With ``eval_every`` the loss on
-the validation shards is measured every that many steps (and at the end); the weights with the
-lowest validation loss are the ones kept, and ``early_stopping_patience`` evaluations without
-improvement end the training.
+(prompt tokens carry label -100 and never count). The first step runs the longest micro-batches
+(most cells: rows x width), so a batch that does not fit in memory fails at once, not hours in.
+Every ``checkpoint_every`` steps a checkpoint is saved (:mod:`koqa.train.checkpoint`: the trainable
+weights, optimizer, scheduler, step, every process's RNG state and the run's identity); a rerun
+with the same identity (settings, world size, device type, autocast dtype, parameter dtypes, the
+training rows and where the base model and shards came from) resumes from the newest usable one
+and continues the step count; any other checkpoint is passed over, with the reason in the log. The
+per-step logs sit beside the checkpoints and are copied to their final place at the end:
+``metrics.csv`` (loss, validation loss, learning rate, gradient norm: the same bytes for the same
+training, resumed or not) and ``timing.csv`` (tokens, seconds, tokens/s, elapsed: wall-clock figures).
+With ``eval_every`` the loss on the validation shards is measured every that many steps (and at the
+end); the weights with the lowest validation loss are the ones kept, and ``early_stopping_patience``
+evaluations without improvement end the training.
+
+Precision: the trainable weights and AdamW states are fp32 (peft keeps adapters in fp32 on a bf16
+base; full fine-tuning trains fp32 master weights, see :mod:`koqa.train.job`); the forward and
+backward passes run in the autocast dtype (bf16 on a GPU that has it), and under FSDP the gathered
+layers too (``MixedPrecisionPolicy``, gradients reduced in fp32).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import math
 import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,20 +50,17 @@ from tqdm import tqdm
 from koqa.data.shards import IGNORE_INDEX
 from koqa.files import atomic_path
 from koqa.train import distributed
+from koqa.train.checkpoint import Checkpoints, load_weights, set_rng_state
 
 log = logging.getLogger("koqa")
-CHECKPOINT = "last.pt"
-LIVE_METRICS = "metrics.csv"  # in the checkpoint directory while training
-METRIC_FIELDS = [
-    "step",
-    "epoch",
-    "loss",
-    "val_loss",
-    "lr",
-    "grad_norm",
-    "tokens_per_s",
-    "elapsed_s",
-]
+METRIC_FIELDS = ["step", "epoch", "loss", "val_loss", "lr", "grad_norm"]
+TIMING_FIELDS = ["step", "tokens", "seconds", "tokens_per_s", "elapsed_s"]
+# the live step logs, in the checkpoint directory while training
+METRICS, TIMING = "metrics.csv", "timing.csv"
+STEP_LOGS = {METRICS: METRIC_FIELDS, TIMING: TIMING_FIELDS}
+# settings that change when and how much is saved, not what is trained: a checkpoint made with
+# other values of these is resumed all the same
+BOOKKEEPING = ("checkpoint_every", "keep_checkpoints")
 
 
 def pick_device(requested: str) -> str:
@@ -96,9 +103,11 @@ def autocast_to(device: str, dtype: torch.dtype | None) -> torch.autocast | null
 
 
 def length_grouped_batches(
-    lengths: list[int], batch_size: int, seed: int, epoch: int
+    lengths: list[int], batch_size: int, seed: int, epoch: int, longest_first: int = 1
 ) -> list[list[int]]:
-    """Batches of similar length: shuffle, sort within mega-batches of 32 batches, shuffle batches.
+    """Batches of similar length: shuffle, sort within mega-batches of 32 batches, shuffle batches,
+    then move the ``longest_first`` batches with the most cells (rows x longest row) to the front,
+    largest first (the first optimizer step's micro-batches: what runs out of memory shows at once).
 
     Little padding, yet a different mix every epoch; deterministic for a given seed and epoch.
     """
@@ -111,7 +120,13 @@ def length_grouped_batches(
         chunk = sorted(order[start : start + mega], key=lambda i: -lengths[i])
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
-    return batches
+    by_cells = sorted(
+        range(len(batches)),
+        key=lambda b: -len(batches[b]) * max(lengths[i] for i in batches[b]),
+    )
+    front = by_cells[:longest_first]
+    moved = set(front)
+    return [batches[b] for b in front] + [b for i, b in enumerate(batches) if i not in moved]
 
 
 def collate(rows: pd.DataFrame, pad_id: int) -> dict[str, torch.Tensor]:
@@ -200,28 +215,24 @@ def rows_fingerprint(rows: pd.DataFrame) -> dict:
     return {"rows": len(rows), "sha256": digest.hexdigest()}
 
 
-def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """Copy saved tensors into the model's parameters of the same names."""
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
-
-
 @contextmanager
-def metrics_log(path: Path, resumed_step: int | None) -> Iterator[csv.DictWriter]:
-    """The live per-step metrics CSV, line-buffered (a killed job loses no logged step); on resume
-    it keeps the rows up to the checkpoint's step and appends."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    append = resumed_step is not None and path.exists()
-    if append:
-        logged = pd.read_csv(path)
-        logged[logged["step"] <= resumed_step].to_csv(path, index=False)
-    with open(path, "a" if append else "w", newline="", buffering=1) as handle:
-        writer = csv.DictWriter(handle, METRIC_FIELDS)
-        if not append:
-            writer.writeheader()
-        yield writer
+def step_logs(directory: Path, restored: Path | None) -> Iterator[dict[str, csv.DictWriter]]:
+    """The live per-step CSVs (:data:`STEP_LOGS`) in ``directory``, line-buffered (a killed job
+    loses no logged step). A resumed run starts from the ``restored`` checkpoint's copies: the
+    rows up to its step, byte for byte (never parsed and written again)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    writers = {}
+    with ExitStack() as stack:
+        for name, fields in STEP_LOGS.items():
+            if restored:
+                shutil.copyfile(restored / name, directory / name)
+            handle = stack.enter_context(
+                open(directory / name, "a" if restored else "w", newline="", buffering=1)
+            )
+            writers[name] = csv.DictWriter(handle, fields)
+            if not restored:
+                writers[name].writeheader()
+        yield writers
 
 
 class Trainer:
@@ -239,22 +250,33 @@ class Trainer:
         provenance: dict | None = None,
     ):
         """``provenance``: where the base model and the shards came from (see
-        :func:`koqa.train.job.training_provenance`); a checkpoint must match it to be resumed."""
+        :func:`koqa.train.job.training_provenance`); a checkpoint must match it to be resumed.
+        When data-parallel, ``model`` is wrapped for it (:func:`distributed.data_parallel`)."""
         self.model, self.rows, self.settings, self.pad_id = model, rows, settings, pad_id
-        self.device, self.eval_rows, self.provenance = device, eval_rows, provenance or {}
+        self.device, self.eval_rows = device, eval_rows
         self.autocast_dtype = autocast_dtype(device, settings["precision"])
         self.world = distributed.world()
+        self.sharded = settings["method"] == "full" and self.world.size > 1
+        if self.sharded and self.autocast_dtype == torch.float16:
+            raise ValueError(
+                f"variants.{settings['name']}.precision: fp16 loss scaling is per process, which "
+                "sharded (FSDP) full fine-tuning cannot use; use bf16 or fp32"
+            )
+        self.identity = self._identity(provenance or {})
+        self.engine = distributed.data_parallel(
+            model, device=device, shard=self.sharded, compute_dtype=self.autocast_dtype
+        )
+        # every process draws its own dropout masks
+        torch.manual_seed(settings["seed"] + self.world.rank)
         self.micro_per_step = settings["grad_accum"] * self.world.size
         batches_per_epoch = math.ceil(len(rows) / settings["batch_size"])
         self.steps_per_epoch = math.ceil(batches_per_epoch / self.micro_per_step)
         self.total_steps = self.steps_per_epoch * settings["epochs"]
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not self.params:
             raise ValueError(f"variant {settings['name']}: no trainable parameters")
-        if self.world.size > 1:
-            distributed.broadcast_parameters(self.params)
         self.optimizer = torch.optim.AdamW(
-            self.params, lr=settings["lr"], weight_decay=settings["weight_decay"]
+            self.params.values(), lr=settings["lr"], weight_decay=settings["weight_decay"]
         )
         warmup = round(settings["warmup_ratio"] * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -266,67 +288,66 @@ class Trainer:
         )
         self.step = 0
         self.elapsed = 0.0  # wall seconds of steps and evaluations, carried across resumptions
-        self.best = {"val_loss": math.inf, "step": 0, "evals_since": 0, "weights": {}}
+        self.best = {"val_loss": math.inf, "step": 0, "evals_since": 0}
+        self.restored_from: Path | None = None
         self._epoch_batches: tuple[int, list[list[int]]] = (-1, [])
-        self.identity = self._identity()
 
     # -- checkpoints -------------------------------------------------------------------------
-    def _trainable_weights(self) -> dict[str, torch.Tensor]:
-        return {
-            n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad
-        }
-
-    def _identity(self) -> dict:
+    def _identity(self, provenance: dict) -> dict:
         """What a checkpoint must have been made with to be resumed: the same settings, world,
-        device type and autocast dtype, on the same rows of the same base model and shards."""
-        return {
-            "settings": self.settings,
+        device type, autocast and parameter dtypes, on the same rows of the same base model and
+        shards (as JSON reads it back)."""
+        identity = {
+            "settings": {k: v for k, v in self.settings.items() if k not in BOOKKEEPING},
             "world_size": self.world.size,
             "device_type": torch.device(self.device).type,
             "autocast_dtype": str(self.autocast_dtype),
+            "parameter_dtypes": sorted({str(p.dtype) for p in self.model.parameters()}),
             "training_rows": rows_fingerprint(self.rows),
-            **self.provenance,
+            **provenance,
         }
+        return json.loads(json.dumps(identity))
+
+    def _checkpoints(self, directory: Path) -> Checkpoints:
+        keep = self.settings["keep_checkpoints"]
+        return Checkpoints(Path(directory), self.world, self.sharded, keep, self.device)
+
+    def _local_weights(self) -> dict[str, torch.Tensor]:
+        """This process's trainable weights (its shards under FSDP), by parameter name."""
+        return {name: distributed.local(param) for name, param in self.params.items()}
 
     def save_checkpoint(self, directory: Path) -> None:
-        """Write ``last.pt`` atomically (rank 0 only)."""
-        if not self.world.is_main:
-            return
+        """Save checkpoint ``step-{step}`` in ``directory`` (every process takes part)."""
         state = {
-            **self.identity,
+            "identity": self.identity,
             "step": self.step,
             "elapsed_s": self.elapsed,
-            "weights": self._trainable_weights(),
+            "best": self.best,
+            "logs": list(STEP_LOGS),
+        }
+        training = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "best": self.best,
         }
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic_path(directory / CHECKPOINT) as tmp:
-            torch.save(state, tmp)
+        logs = [Path(directory) / name for name in STEP_LOGS]
+        self._checkpoints(directory).save(self.step, state, self._local_weights(), training, logs)
 
     def try_resume(self, directory: Path) -> bool:
-        """Restore a matching checkpoint from ``directory``; False when there is none."""
-        path = directory / CHECKPOINT
-        if not path.is_file():
+        """Restore the newest usable checkpoint in ``directory``; False when there is none."""
+        shapes = {name: tuple(w.shape) for name, w in self._local_weights().items()}
+        restored = self._checkpoints(directory).restore(self.identity, shapes)
+        if restored is None:
             return False
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        changed = [key for key, value in self.identity.items() if state.get(key) != value]
-        if changed:
-            log.info("ignoring checkpoint %s, starting afresh: other %s", path, ", ".join(changed))
-            return False
-        _load_weights(self.model, state["weights"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng_cpu"])
-        if state["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        load_weights(restored.weight_files, self._local_weights())
+        self.optimizer.load_state_dict(restored.training["optimizer"])
+        self.scheduler.load_state_dict(restored.training["scheduler"])
+        self.scaler.load_state_dict(restored.training["scaler"])
+        set_rng_state(restored.rng)
+        state = restored.state
         self.step, self.elapsed, self.best = state["step"], state["elapsed_s"], state["best"]
-        log.info("resumed from %s at step %d of %d", path, self.step, self.total_steps)
+        self.restored_from = restored.path
+        log.info("resumed from %s at step %d of %d", restored.path, self.step, self.total_steps)
         return True
 
     # -- training ----------------------------------------------------------------------------
@@ -335,68 +356,75 @@ class Trainer:
         s = self.settings
         if self._epoch_batches[0] != epoch:
             lengths = self.rows["n_tokens"].tolist()
-            self._epoch_batches = (
-                epoch,
-                length_grouped_batches(lengths, s["batch_size"], s["seed"], epoch),
+            batches = length_grouped_batches(
+                lengths, s["batch_size"], s["seed"], epoch, longest_first=self.micro_per_step
             )
+            self._epoch_batches = (epoch, batches)
         first = position * self.micro_per_step
         chosen = self._epoch_batches[1][first : first + self.micro_per_step]
         return [self.rows.iloc[b] for b in chosen]
 
+    def _batch(self, rows: pd.DataFrame) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device) for k, v in collate(rows, self.pad_id).items()}
+
     def _optimizer_step(self, micro_batches: list[pd.DataFrame]) -> StepResult:
-        """One accumulated step; this process runs every ``world.size``-th micro-batch."""
+        """One accumulated step; this process runs its share of the micro-batches
+        (:func:`distributed.rank_share`)."""
         n_answer = sum(answer_tokens(mb) for mb in micro_batches)
         # summed on the device in float64, read once per step (no sync per micro-batch)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         tokens, cells = 0, 0
-        self.model.train()
-        for mb in micro_batches[self.world.rank :: self.world.size]:
-            batch = {k: v.to(self.device) for k, v in collate(mb, self.pad_id).items()}
-            with autocast_to(self.device, self.autocast_dtype):
-                loss = self.model(**batch).loss * (answer_tokens(mb) / n_answer)
-            self.scaler.scale(loss).backward()
+        self.engine.train()
+        share = distributed.rank_share(micro_batches, stand_in=micro_batches[0].iloc[:1])
+        for i, (mb, counts) in enumerate(share):
+            weight = answer_tokens(mb) / n_answer if counts else 0.0
+            with distributed.gradient_sync(self.engine, last=i == len(share) - 1):
+                with autocast_to(self.device, self.autocast_dtype):
+                    loss = self.engine(**self._batch(mb)).loss * weight
+                # DDP and FSDP average the gradients over processes: scale the sum back up
+                self.scaler.scale(loss * self.world.size).backward()
             loss_sum += loss.detach().double()
-            tokens += int(mb["n_tokens"].sum())  # what collate leaves unmasked
-            cells += len(mb) * int(mb["n_tokens"].max())
+            if counts:
+                tokens += int(mb["n_tokens"].sum())  # what collate leaves unmasked
+                cells += len(mb) * int(mb["n_tokens"].max())
         loss_sum = loss_sum.item()
         if self.world.size > 1:
-            distributed.sum_gradients(self.params)
             loss_sum, tokens, cells = distributed.sum_values([loss_sum, tokens, cells], self.device)
         self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.settings["max_grad_norm"])
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            list(self.params.values()), self.settings["max_grad_norm"]
+        )
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return StepResult(loss_sum, int(tokens), int(cells), float(grad_norm))
+        return StepResult(loss_sum, int(tokens), int(cells), distributed.scalar(grad_norm))
 
     @torch.no_grad()
     def evaluate(self) -> float:
-        """Mean answer-token loss on the validation rows (shared out over processes)."""
-        rows = self.eval_rows.iloc[self.world.rank :: self.world.size]
-        rows = rows.sort_values("n_tokens", kind="stable")
+        """Mean answer-token loss on the validation rows (their batches shared out over
+        processes)."""
+        rows = self.eval_rows.sort_values("n_tokens", kind="stable")
+        size = self.settings["batch_size"]
+        batches = [rows.iloc[start : start + size] for start in range(0, len(rows), size)]
         loss_sum, n_answer = 0.0, 0
         self.model.eval()
-        for start in range(0, len(rows), self.settings["batch_size"]):
-            mb = rows.iloc[start : start + self.settings["batch_size"]]
-            batch = {k: v.to(self.device) for k, v in collate(mb, self.pad_id).items()}
+        for mb, counts in distributed.rank_share(batches, stand_in=batches[0].iloc[:1]):
             with autocast_to(self.device, self.autocast_dtype):
-                loss = self.model(**batch).loss
-            loss_sum += loss.item() * answer_tokens(mb)
-            n_answer += answer_tokens(mb)
+                loss = self.model(**self._batch(mb)).loss
+            if counts:
+                loss_sum += loss.item() * answer_tokens(mb)
+                n_answer += answer_tokens(mb)
         if self.world.size > 1:
             loss_sum, n_answer = distributed.sum_values([loss_sum, n_answer], self.device)
         return loss_sum / n_answer
 
-    def _after_evaluation(self, val_loss: float) -> None:
-        """Remember the best weights; count evaluations without improvement."""
+    def _after_evaluation(self, val_loss: float, checkpoint_dir: Path) -> None:
+        """Save the weights when they are the best so far; count evaluations without
+        improvement."""
         if val_loss < self.best["val_loss"]:
-            self.best = {
-                "val_loss": val_loss,
-                "step": self.step,
-                "evals_since": 0,
-                "weights": self._trainable_weights(),
-            }
+            self.best = {"val_loss": val_loss, "step": self.step, "evals_since": 0}
+            self._checkpoints(checkpoint_dir).save_best(self.step, self._local_weights())
         else:
             self.best["evals_since"] += 1
 
@@ -404,8 +432,9 @@ class Trainer:
         patience = self.settings["early_stopping_patience"]
         return bool(patience) and self.best["evals_since"] >= patience
 
-    def _restore_best(self) -> None:
-        _load_weights(self.model, self.best["weights"])
+    def _restore_best(self, checkpoint_dir: Path) -> None:
+        files = self._checkpoints(checkpoint_dir).best_files(self.best["step"])
+        load_weights(files, self._local_weights())
         log.info(
             "kept the weights of step %d (validation loss %.4f)",
             self.best["step"],
@@ -413,7 +442,7 @@ class Trainer:
         )
 
     def _train_steps(
-        self, checkpoint_dir: Path, metrics: csv.DictWriter | None, eval_every: int
+        self, checkpoint_dir: Path, logs: dict[str, csv.DictWriter] | None, eval_every: int
     ) -> RunStats:
         """Optimizer steps until the planned count or an early stop, logging and checkpointing."""
         stats = RunStats()
@@ -422,7 +451,7 @@ class Trainer:
             initial=self.step,
             desc=self.settings["name"],
             mininterval=5,
-            disable=metrics is None,
+            disable=logs is None,
         )
         while self.step < self.total_steps and not self._stopped_early():
             epoch, position = divmod(self.step, self.steps_per_epoch)
@@ -433,11 +462,11 @@ class Trainer:
             val_loss = None
             if eval_every and (self.step % eval_every == 0 or self.step == self.total_steps):
                 val_loss = self.evaluate()
-                self._after_evaluation(val_loss)
+                self._after_evaluation(val_loss, checkpoint_dir)
             self.elapsed += time.perf_counter() - tick
             stats.add(result, step_seconds)
-            if metrics:
-                metrics.writerow(
+            if logs:
+                logs[METRICS].writerow(
                     {
                         "step": self.step,
                         "epoch": epoch,
@@ -445,34 +474,47 @@ class Trainer:
                         "val_loss": "" if val_loss is None else f"{val_loss:.6f}",
                         "lr": f"{self.scheduler.get_last_lr()[0]:.3e}",
                         "grad_norm": f"{result.grad_norm:.4f}",
+                    }
+                )
+                logs[TIMING].writerow(
+                    {
+                        "step": self.step,
+                        "tokens": result.tokens,
+                        "seconds": f"{step_seconds:.3f}",
                         "tokens_per_s": f"{result.tokens / step_seconds:.1f}",
                         "elapsed_s": f"{self.elapsed:.2f}",
                     }
                 )
             bar.update()
-            bar.set_postfix(loss=f"{result.loss:.3f}")
+            bar.set_postfix(
+                loss=f"{result.loss:.3f}", tokens_per_s=f"{result.tokens / step_seconds:.0f}"
+            )
             if self.step % self.settings["checkpoint_every"] == 0 or self._stopped_early():
                 self.save_checkpoint(checkpoint_dir)
         bar.close()
         return stats
 
-    def run(self, checkpoint_dir: Path, metrics_path: Path) -> dict:
-        """Train to the end (resuming if a matching checkpoint exists); return a summary.
+    def run(
+        self, checkpoint_dir: Path, metrics_path: Path, timing_path: Path | None = None
+    ) -> dict:
+        """Train to the end (resuming if a usable checkpoint exists); return a summary.
 
-        The metrics are logged live in ``checkpoint_dir`` (Snakemake deletes a job's outputs before
-        it runs, so a resumed job's steps before the checkpoint live there) and copied to
-        ``metrics_path`` at the end."""
+        The step logs are written live in ``checkpoint_dir`` (Snakemake deletes a job's outputs
+        before it runs, so a resumed job's steps before the checkpoint live there) and copied to
+        ``metrics_path`` and ``timing_path`` at the end."""
+        checkpoint_dir = Path(checkpoint_dir)
         resumed_at = self.step if self.try_resume(checkpoint_dir) else None
         eval_every = self.settings["eval_every"] if self.eval_rows is not None else 0
-        live_metrics = Path(checkpoint_dir) / LIVE_METRICS
-        log_metrics = metrics_log(live_metrics, resumed_at) if self.world.is_main else nullcontext()
-        with log_metrics as metrics:
-            stats = self._train_steps(checkpoint_dir, metrics, eval_every)
-        if self.world.is_main:
-            with atomic_path(metrics_path) as tmp:
-                shutil.copyfile(live_metrics, tmp)
-        if self.best["weights"]:
-            self._restore_best()
+        is_main = self.world.is_main
+        live_logs = step_logs(checkpoint_dir, self.restored_from) if is_main else nullcontext()
+        with live_logs as logs:
+            stats = self._train_steps(checkpoint_dir, logs, eval_every)
+        for name, path in ((METRICS, metrics_path), (TIMING, timing_path)):
+            if is_main and path:
+                with atomic_path(path) as tmp:
+                    shutil.copyfile(checkpoint_dir / name, tmp)
+        if self.best["step"]:
+            self._restore_best(checkpoint_dir)
         summary = {
             "variant": self.settings["name"],
             "method": self.settings["method"],
@@ -486,7 +528,7 @@ class Trainer:
             "padding_fraction": round(1 - stats.tokens / stats.cells, 4) if stats.cells else None,
             "device": self.device,
             "world_size": self.world.size,
-            "trainable_parameters": sum(p.numel() for p in self.params),
+            "trainable_parameters": sum(p.numel() for p in self.params.values()),
             "peak_rss_mb": peak_rss_mb(),
         }
         if eval_every:
