@@ -45,6 +45,7 @@ rule predict:
         device=lambda wildcards: variant_settings(wildcards)["device"],
         precision=lambda wildcards: variant_settings(wildcards)["precision"],
         trust_remote_code=config["model"]["trust_remote_code"],
+        dtype=config["model"]["dtype"],
     script:
         "../scripts/predict.py"
 

@@ -29,5 +29,6 @@ with job_log(snakemake.log[0]) as log:
         device=snakemake.params.device,
         precision=snakemake.params.precision,
         trust_remote_code=snakemake.params.trust_remote_code,
+        dtype=snakemake.params.dtype,
     )
     log.info("%s", timing)

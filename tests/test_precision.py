@@ -88,6 +88,7 @@ def test_full_fine_tuning_trains_fp32_master_weights_and_saves_the_base_dtype(
         assert {handle.get_slice(k).get_dtype() for k in handle.keys()} == {"BF16"}  # noqa: SIM118
     reloaded = load_variant(variant, bf16_base, "cpu")
     assert reloaded.dtype == torch.bfloat16
+    assert load_variant(variant, bf16_base, "cpu", dtype="float32").dtype == torch.float32
     trained = dict(reloaded.named_parameters())
     assert any(not torch.equal(trained[n], p) for n, p in base.items())
 

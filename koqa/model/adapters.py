@@ -157,16 +157,18 @@ def load_variant(
     device: str,
     trust_remote_code: bool = False,
     precision: str = "auto",
+    dtype: str = "auto",
 ) -> PreTrainedModel:
-    """Load a trained variant for inference, in eval mode, on ``device`` (a QLoRA base's 4-bit
-    layers compute in the dtype of ``precision``; see :func:`koqa.train.loop.compute_dtype`)."""
+    """Load a trained variant for inference, in eval mode, on ``device``: weights in ``dtype`` (the
+    config's ``model.dtype``, see :func:`load_base_model`), a QLoRA base's 4-bit layers computing in
+    the dtype of ``precision`` (see :func:`koqa.train.loop.compute_dtype`)."""
     variant_dir = Path(variant_dir)
     method = read_json(variant_dir / MANIFEST)["method"]
     if method not in ("full", "zeroshot"):
         _check_safetensors_adapter(variant_dir)  # before the base model loads: fail fast
     if method == "full":
         return load_base_model(
-            variant_dir, trust_remote_code=trust_remote_code, device=device
+            variant_dir, trust_remote_code=trust_remote_code, device=device, dtype=dtype
         ).eval()
     base = load_base_model(
         base_dir,
@@ -174,6 +176,7 @@ def load_variant(
         quantize_4bit=method == "qlora",
         compute_dtype=compute_dtype(device, precision),
         device=device,
+        dtype=dtype,
     )
     if method == "zeroshot":
         return base.eval()

@@ -53,6 +53,7 @@ def run_prediction(
     device: str,
     precision: str,
     trust_remote_code: bool = False,
+    dtype: str = "auto",
 ) -> dict:
     """Write the generated text of every row of the split and the timing; return the timing."""
     device = pick_device(device)
@@ -67,7 +68,9 @@ def run_prediction(
     # line breaks and EOS, and the chat template's end-of-turn token(s) the shards name
     stops = sorted({*stop_token_ids(tokenizer.tokenizer, tokenizer.eos_id), *stop_ids(metadata)})
     model = prepare_for_inference(
-        load_variant(variant_dir, base_dir, device, trust_remote_code, precision=precision)
+        load_variant(
+            variant_dir, base_dir, device, trust_remote_code, precision=precision, dtype=dtype
+        )
     )
     pad_id = model.config.pad_token_id
     started = time.perf_counter()
