@@ -588,6 +588,22 @@ def free_gpu_bytes() -> int:
     return min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
 
 
+def check_job_fits(config: dict, variant: str, base_dir: str | Path, world_size: int) -> None:
+    """A training job about to load its model: on a GPU, the estimate for its workload must fit
+    the free memory of every GPU it has (:func:`check_training_fits`); on the CPU nothing is checked."""
+    from koqa.train.loop import pick_device
+
+    if pick_device(resolve_variant(config, variant)["device"]) != "cuda":
+        return
+    trust_remote_code = config["model"]["trust_remote_code"]
+    check_training_fits(
+        load_model_config(base_dir, trust_remote_code),
+        training_workload(config, variant, world_size),
+        free_gpu_bytes(),
+        trust_remote_code,
+    )
+
+
 def check_training_fits(
     config: PretrainedConfig,
     work: Workload,
