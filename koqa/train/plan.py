@@ -2,7 +2,7 @@
 GPU sizes it fits, from the model's ``config.json`` alone (see :mod:`koqa.train.memory`).
 
     python -m koqa.train.plan [--configfile my.yaml ...] [--model-config path/config.json]
-                              [--gpu-gb 24 48 80] [--out results/plan.tsv]
+                              [--gpu-gb 24 48 80] [--variants NAME ...] [--out results/plan.tsv]
 
 ``--configfile`` files are merged over the checkout's ``config.yaml`` as Snakemake merges them.
 Without ``--model-config`` the model is the config's ``model.name``: a local directory, or a Hub id
@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import transformers
 import yaml
 
 from koqa.files import write_csv
@@ -86,13 +87,14 @@ def plan_table(
     model_config: str | Path,
     gpu_gb: tuple[int, ...] = GPU_GB,
     trust_remote_code: bool = False,
+    variants: list[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per variant: its settings, trainable parameters, weights, the training step's peak
-    and what training and prediction need of a GPU (peak, allocator slack, CUDA context), in GiB,
-    and for each size in ``gpu_gb`` (GiB of the card) whether both fit."""
+    """One row per variant (all, or ``variants``): its settings, trainable parameters, weights, the
+    training step's peak and what training and prediction need of a GPU (peak, allocator slack,
+    CUDA context), in GiB, and for each size in ``gpu_gb`` (GiB of the card) whether both fit."""
     architecture = load_model_config(model_config, trust_remote_code)
     rows = []
-    for variant in config["variants"]:
+    for variant in variants or config["variants"]:
         work = training_workload(config, variant)
         predict = estimate_prediction(
             architecture, prediction_workload(config, variant), trust_remote_code
@@ -144,13 +146,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configfile", nargs="*", type=Path, default=[], metavar="YAML")
     parser.add_argument("--model-config", type=Path, help="config.json (or its directory)")
     parser.add_argument("--gpu-gb", nargs="+", type=int, default=list(GPU_GB), metavar="GIB")
+    parser.add_argument("--variants", nargs="+", metavar="NAME", help="only these (default: all)")
     parser.add_argument("--out", type=Path, help="write the table here as TSV")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    transformers.logging.set_verbosity_error()
     config = merged_config(args.configfile)
     model = config["model"]
     model_config = args.model_config or model_config_path(model["name"], model["allow_download"])
-    table = plan_table(config, model_config, tuple(args.gpu_gb), model["trust_remote_code"])
+    trust_remote_code = model["trust_remote_code"]
+    table = plan_table(config, model_config, tuple(args.gpu_gb), trust_remote_code, args.variants)
     if args.out:
         write_csv(table, args.out, sep="\t")
     sys.stdout.write(readable(table))
