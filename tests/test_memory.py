@@ -35,6 +35,7 @@ from koqa.train.memory import (
     estimate_prediction,
     estimate_training,
     load_model_config,
+    resident_tensors,
 )
 from koqa.train.plan import main as plan_main
 from koqa.train.variants import resolve_variant
@@ -127,14 +128,22 @@ def _allocation_peak(prof: profile) -> int:
     return peak
 
 
+def _resident_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the model's tensors (parameters, buffers, 4-bit quantization states), each storage
+    once (tied weights share one)."""
+    storages = {
+        t.untyped_storage().data_ptr(): t.untyped_storage() for t in resident_tensors(model)
+    }
+    return sum(storage.nbytes() for storage in storages.values())
+
+
 def measured_peak(model_dir: Path, settings: dict, tmp_path: Path) -> int:
     """Peak tensor bytes of two optimizer steps of koqa's Trainer on the CPU."""
     torch.manual_seed(0)
     base = load_base_model(model_dir, quantize_4bit=settings["method"] == "qlora")
     model = trainable_model(base, settings, settings["gradient_checkpointing"])
     trainer = Trainer(model, _rows(), settings, pad_id=0, device="cpu")
-    storages = {t.untyped_storage().data_ptr(): t for t in [*model.parameters(), *model.buffers()]}
-    weights = sum(t.untyped_storage().nbytes() for t in storages.values())
+    weights = _resident_bytes(model)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         trainer.run(tmp_path / "checkpoints", tmp_path / "metrics.csv")
     assert trainer.step == 2
@@ -164,10 +173,7 @@ def test_estimate_of_the_weights_and_trainable_parameters(model_dirs: dict[str, 
         settings = _settings(method, False, "fp32")
         base = load_base_model(model_dirs["llama"], quantize_4bit=method == "qlora")
         model = trainable_model(base, settings)
-        storages = {
-            t.untyped_storage().data_ptr(): t for t in [*model.parameters(), *model.buffers()]
-        }
-        weights = sum(t.untyped_storage().nbytes() for t in storages.values())
+        weights = _resident_bytes(model)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         estimate = estimate_training(
             ARCHITECTURES["llama"], Workload(settings, BATCH, SEQ, "float32", device="cpu")

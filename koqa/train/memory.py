@@ -86,7 +86,7 @@ class MemoryPlanError(RuntimeError):
 class Estimate:
     """Memory of one GPU process, in bytes."""
 
-    weights: int  # parameters and buffers as loaded (4-bit layers packed)
+    weights: int  # parameters, buffers, 4-bit quantization states, as loaded
     trainable_params: int  # parameters the optimizer updates
     states: int  # their gradients and AdamW's two states
     peak: int  # most tensor bytes allocated at once (torch.cuda.max_memory_allocated)
@@ -281,6 +281,22 @@ def _to_fake(model: torch.nn.Module, mode: FakeTensorMode) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def resident_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The tensors a loaded model keeps: parameters, buffers, and the quantization state of its
+    4-bit layers (absmax, code, offset, and the nested absmax and code of double quantization)."""
+    import bitsandbytes as bnb
+
+    tensors = [*model.parameters(), *model.buffers()]
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            state = module.weight.quant_state
+            for part in (state, state.state2):
+                if part is not None:
+                    values = (part.absmax, part.code, getattr(part, "offset", None))
+                    tensors += [value for value in values if isinstance(value, torch.Tensor)]
+    return tensors
+
+
 # -- tracing -------------------------------------------------------------------------------------
 class _StorageTracker(TorchDispatchMode):
     """The bytes of every tensor storage alive, after each operation, and the most of them seen in
@@ -395,7 +411,7 @@ def _trace_training(config: PretrainedConfig, work: Workload, trust_remote_code:
     tracker = _StorageTracker()
     params = [p for p in model.parameters() if p.requires_grad]
     with mode, tracker, _phase_hooks(layers, tracker):
-        for tensor in [*model.parameters(), *model.buffers()]:
+        for tensor in resident_tensors(model):
             tracker.add(tensor)
         weights = tracker.live
         # torch's default AdamW on a GPU is the foreach one: it needs a temporary copy of the
@@ -443,7 +459,7 @@ def _trace_prediction(config: PretrainedConfig, work: Workload, trust_remote_cod
     batch = _batch(work)
     del batch["labels"]
     with mode, tracker, _phase_hooks(layers, tracker), torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
+        for tensor in resident_tensors(model):
             tracker.add(tensor)
         weights = tracker.live
         model.eval()

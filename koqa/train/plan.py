@@ -28,6 +28,7 @@ from koqa.train.memory import (
     estimate_training,
     load_model_config,
     prediction_workload,
+    resolve_dtype,
     training_workload,
 )
 from koqa.train.variants import check_all
@@ -105,7 +106,7 @@ def plan_table(
             "batch_size": work.batch_size,
             "seq_len": work.seq_len,
             "gradient_checkpointing": work.gradient_checkpointing,
-            "weights_dtype": work.weights_dtype,
+            "weights_dtype": str(resolve_dtype(work.weights_dtype, architecture)).split(".")[-1],
             "trainable_params": 0,
             "weights_gib": _gib(predict.weights),
             "train_peak_gib": None,
