@@ -6,7 +6,9 @@ optimizer steps by koqa's Trainer on the CPU under torch.profiler (profile_memor
 the running sum of every tensor allocation and release the CPU allocator reports, plus the weights
 already allocated when profiling starts. The models have five decoder layers, so the estimate
 traces two and three and extends them (koqa.train.memory.TRACED_LAYERS): the comparison covers the
-extension too. The estimate and the measurement agree to within 0.1% here; the tests allow 2%.
+extension too. The estimate falls short of the measurement by 0.05-0.8% in fp32 and by 1.8% under
+bf16 autocast (the CPU's bf16 matrix kernels take scratch memory that no operator returns, which
+the trace cannot see); the tests allow 3%.
 On a GPU, tests/gpu/ checks the estimate against torch.cuda.max_memory_allocated.
 
 Cost: about 40 s on two cores (traces of two- and three-layer models, twelve short trainings).
@@ -163,7 +165,7 @@ def test_estimate_matches_the_measured_peak(
     work = Workload(settings, BATCH, SEQ, "float32", device="cpu")
     estimate = estimate_training(ARCHITECTURES[arch], work)
     measured = measured_peak(model_dirs[arch], settings, tmp_path)
-    assert estimate.peak == pytest.approx(measured, rel=0.02), (estimate, measured)
+    assert estimate.peak == pytest.approx(measured, rel=0.03), (estimate, measured)
 
 
 def test_estimate_of_the_weights_and_trainable_parameters(model_dirs: dict[str, Path]) -> None:
