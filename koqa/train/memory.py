@@ -21,9 +21,10 @@ the peak while the first and while the last layer runs forward or backward, befo
 layers, and in the optimizer step, each of which grows linearly with the number of layers.
 
 Hand-written, because no library does this for a whole training step with peft and bitsandbytes:
-``torch.distributed._tools.mem_tracker`` (the same idea) cannot follow parameters that peft moves
-between devices or that are subclassed (bitsandbytes' ``Params4bit``), and accelerate's
-``estimate-memory`` counts weights only.
+``torch.distributed._tools.mem_tracker`` (the same idea, private to torch) fails on prompt tuning's
+peft model, and accelerate's ``estimate-memory`` counts weights only. The model is built on the meta
+device and only then turned fake: peft cannot move fake parameters between devices, and
+bitsandbytes cannot subclass them (``Params4bit``).
 
 What a GPU adds on top of the allocated peak: the CUDA context and library workspaces
 (:data:`CUDA_CONTEXT_BYTES`) and the caching allocator's rounding and fragmentation
@@ -46,6 +47,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
+from koqa.model.adapters import trainable_model
 from koqa.train.variants import (
     METHOD_DEFAULTS,
     VIRTUAL_TOKEN_METHODS,
@@ -95,9 +97,6 @@ class Estimate:
     def required(self) -> int:
         """What the process takes from the card: the peak, the allocator's slack, the context."""
         return round(self.peak * (1 + ALLOCATOR_SLACK)) + CUDA_CONTEXT_BYTES
-
-    def fits(self, card_bytes: int) -> bool:
-        return self.required <= card_bytes
 
 
 @dataclass(frozen=True)
@@ -188,8 +187,6 @@ def _meta_model(
 ) -> PreTrainedModel:
     """The variant's model on the meta device, as the training job builds it (``adapted``: wrapped
     for its method; else the base alone, 4-bit for QLoRA)."""
-    from koqa.model.adapters import trainable_model
-
     dtype = resolve_dtype(work.weights_dtype, config)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(
@@ -401,19 +398,31 @@ def _batch(work: Workload) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": ids}
 
 
+@contextmanager
+def _tracing(model: torch.nn.Module, config: PretrainedConfig) -> Iterator[_StorageTracker]:
+    """For the block: ``model`` on fake tensors, its phases named, every tensor storage tracked
+    (the model's own counted from the start)."""
+    mode = _fake_mode()
+    _to_fake(model, mode)
+    tracker = _StorageTracker()
+    with mode, tracker, _phase_hooks(_decoder_layers(model, _num_layers(config)), tracker):
+        for tensor in resident_tensors(model):
+            tracker.add(tensor)
+        yield tracker
+
+
+def _autocast(work: Workload) -> torch.autocast | nullcontext:
+    """The variant's autocast, on the CPU's fake tensors (the CPU's autocast stands for the GPU's)."""
+    return torch.autocast("cpu", dtype=work.autocast) if work.autocast else nullcontext()
+
+
 def _trace_training(config: PretrainedConfig, work: Workload, trust_remote_code: bool) -> dict:
     """Peak bytes per phase of one training step (optimizer states present) and the sizes of
     weights, trainable parameters and their states."""
     model = _meta_model(config, work, trust_remote_code)
-    mode = _fake_mode()
-    _to_fake(model, mode)
-    layers = _decoder_layers(model, _num_layers(config))
-    tracker = _StorageTracker()
-    params = [p for p in model.parameters() if p.requires_grad]
-    with mode, tracker, _phase_hooks(layers, tracker):
-        for tensor in resident_tensors(model):
-            tracker.add(tensor)
+    with _tracing(model, config) as tracker:
         weights = tracker.live
+        params = [p for p in model.parameters() if p.requires_grad]
         # torch's default AdamW on a GPU is the foreach one: it needs a temporary copy of the
         # second moments; on the CPU it updates one tensor at a time
         optimizer = torch.optim.AdamW(params, lr=1e-4, foreach=work.device == "cuda")
@@ -425,8 +434,7 @@ def _trace_training(config: PretrainedConfig, work: Workload, trust_remote_code:
         states = tracker.live - weights
         model.train()
         tracker.enter("forward before layers")
-        autocast = torch.autocast("cpu", dtype=work.autocast) if work.autocast else nullcontext()
-        with autocast:
+        with _autocast(work):
             loss = model(**_batch(work)).loss
         tracker.enter("backward after layers")
         loss.backward()
@@ -452,20 +460,13 @@ def _trace_prediction(config: PretrainedConfig, work: Workload, trust_remote_cod
     settings = {**work.settings, "gradient_checkpointing": False}
     adapted = settings["method"] in VIRTUAL_TOKEN_METHODS
     model = _meta_model(config, replace(work, settings=settings), trust_remote_code, adapted)
-    mode = _fake_mode()
-    _to_fake(model, mode)
-    layers = _decoder_layers(model, _num_layers(config))
-    tracker = _StorageTracker()
     batch = _batch(work)
     del batch["labels"]
-    with mode, tracker, _phase_hooks(layers, tracker), torch.no_grad():
-        for tensor in resident_tensors(model):
-            tracker.add(tensor)
+    with _tracing(model, config) as tracker, torch.no_grad():
         weights = tracker.live
         model.eval()
         tracker.enter("forward before layers")
-        autocast = torch.autocast("cpu", dtype=work.autocast) if work.autocast else nullcontext()
-        with autocast:
+        with _autocast(work):
             model(**batch, use_cache=True, logits_to_keep=1)
     return {"peaks": tracker.peaks, "weights": weights, "states": 0, "trainable": 0}
 
