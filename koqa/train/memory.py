@@ -431,7 +431,7 @@ def _trace_training(config: PretrainedConfig, work: Workload, trust_remote_code:
             param.grad = torch.zeros_like(param)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        states = tracker.live - weights
+        optimizer_states = tracker.live - weights
         model.train()
         tracker.enter("forward before layers")
         with _autocast(work):
@@ -446,7 +446,8 @@ def _trace_training(config: PretrainedConfig, work: Workload, trust_remote_code:
     return {
         "peaks": tracker.peaks,
         "weights": weights,
-        "states": states + sum(p.numel() * p.element_size() for p in params),
+        "gradients": sum(p.numel() * p.element_size() for p in params),
+        "optimizer": optimizer_states,
         "trainable": sum(p.numel() for p in params),
     }
 
@@ -468,7 +469,13 @@ def _trace_prediction(config: PretrainedConfig, work: Workload, trust_remote_cod
         tracker.enter("forward before layers")
         with _autocast(work):
             model(**batch, use_cache=True, logits_to_keep=1)
-    return {"peaks": tracker.peaks, "weights": weights, "states": 0, "trainable": 0}
+    return {
+        "peaks": tracker.peaks,
+        "weights": weights,
+        "gradients": 0,
+        "optimizer": 0,
+        "trainable": 0,
+    }
 
 
 def _extended(
@@ -481,7 +488,8 @@ def _extended(
     layers, every phase's peak and every size extended linearly to the real number of layers."""
     layers = _num_layers(config)
     if layers <= max(TRACED_LAYERS):
-        return trace(config, work, trust_remote_code)
+        traced = trace(config, work, trust_remote_code)
+        return traced | {"layer_weights": traced["weights"] // layers}
     (a, small), (b, large) = [
         (n, trace(_with_layers(config, n), work, trust_remote_code)) for n in TRACED_LAYERS
     ]
@@ -495,25 +503,29 @@ def _extended(
         for phase in large["peaks"]
         if "middle" not in phase
     }
-    sizes = {key: extend(small[key], large[key]) for key in ("weights", "states", "trainable")}
-    return {"peaks": peaks, **sizes}
+    sizes = ("weights", "gradients", "optimizer", "trainable")
+    return {
+        "peaks": peaks,
+        **{key: extend(small[key], large[key]) for key in sizes},
+        "layer_weights": large["weights"] - small["weights"],
+    }
 
 
-def _estimate(traced: dict, work: Workload) -> Estimate:
-    peak = max(traced["peaks"].values())
-    if work.fsdp and work.world_size > 1:
-        peak = _fsdp_peak(peak, traced, work.world_size)
-    elif work.world_size > 1:
-        peak += traced["states"] // 3  # the gradients' all-reduce buffers
-    return Estimate(traced["weights"], traced["trainable"], traced["states"], peak)
-
-
-def _fsdp_peak(peak: int, traced: dict, world_size: int) -> int:
-    """Per process under FSDP: weights, gradients and states sharded over ``world_size``, plus one
-    decoder layer's weights and gradients gathered at a time."""
-    sharded = traced["weights"] + traced["states"]
-    gathered_layer = 2 * traced["weights"] // traced["layers"]
-    return peak - sharded + sharded // world_size + gathered_layer
+def _fsdp_peak(traced: dict, world_size: int) -> int:
+    """Per process when FSDP shards weights, gradients and optimizer states over ``world_size``
+    processes and gathers one decoder layer's weights (and, in backward, its gradients) at a time;
+    activations are not sharded. Phase by phase: the optimizer step holds parameter-sized tensors
+    alone; gradients count from the backward of the first layer on (before, few exist)."""
+    share = 1 - 1 / world_size
+    resident = traced["weights"] + traced["optimizer"]
+    peaks = []
+    for phase, peak in traced["peaks"].items():
+        if phase == "optimizer step":
+            peaks.append(peak / world_size)
+        else:
+            late = phase in ("backward first layer", "backward before layers")
+            peaks.append(peak - share * (resident + (traced["gradients"] if late else 0)))
+    return round(max(peaks)) + 2 * traced["layer_weights"]
 
 
 def estimate_training(
@@ -522,8 +534,13 @@ def estimate_training(
     """Peak memory of one training process for ``work`` (see the module docstring); not for
     zeroshot, which trains nothing."""
     traced = _extended(_trace_training, config, work, trust_remote_code)
-    traced["layers"] = _num_layers(config)
-    return _estimate(traced, work)
+    peak = max(traced["peaks"].values())
+    if work.fsdp and work.world_size > 1:
+        peak = _fsdp_peak(traced, work.world_size)
+    elif work.world_size > 1:  # data-parallel: the gradients' all-reduce buffers
+        peak += traced["gradients"]
+    states = traced["gradients"] + traced["optimizer"]
+    return Estimate(traced["weights"], traced["trainable"], states, peak)
 
 
 def estimate_prediction(
