@@ -556,15 +556,14 @@ def estimate_prediction(
 def alternatives(work: Workload) -> list[tuple[str, Workload]]:
     """Other ways to train the variant, each as (what to change, the workload it gives): gradient
     checkpointing, smaller micro-batches with more accumulation (the same effective batch),
-    QLoRA, and for full fine-tuning FSDP over more GPUs."""
+    QLoRA (with checkpointing, as on a GPU by default), and for full fine-tuning FSDP over more
+    GPUs."""
     settings, method = work.settings, work.settings["method"]
     options = []
+    checkpointing = {"gradient_checkpointing": True}
     if not work.gradient_checkpointing and method not in VIRTUAL_TOKEN_METHODS:
         options.append(
-            (
-                "gradient_checkpointing: true",
-                replace(work, settings={**settings, "gradient_checkpointing": True}),
-            )
+            ("gradient_checkpointing: true", replace(work, settings=settings | checkpointing))
         )
     batch, accum = work.batch_size, settings["grad_accum"]
     while batch > 1:
@@ -577,15 +576,10 @@ def alternatives(work: Workload) -> list[tuple[str, Workload]]:
             )
         )
     if method in ("full", "lora", "dora"):
-        lora = {k: settings.get(k, v) for k, v in METHOD_DEFAULTS["qlora"].items()}
-        own = {
-            k: v
-            for k, v in settings.items()
-            if k not in ("r", "alpha", "dropout", "target_modules")
-        }
-        options.append(
-            ("method: qlora", replace(work, settings={**own, **lora, "method": "qlora"}))
-        )
+        lora = {key: settings.get(key, value) for key, value in METHOD_DEFAULTS["qlora"].items()}
+        qlora = settings | lora | checkpointing | {"method": "qlora"}
+        change = "method: qlora" + ("" if work.gradient_checkpointing else " with checkpointing")
+        options.append((change, replace(work, settings=qlora)))
     if method == "full":
         for gpus in (2, 4, 8):
             if gpus > work.world_size:
