@@ -48,8 +48,18 @@ def split_table(wildcards):
     return f"results/data/split/{wildcards.split}.parquet"
 
 
+def variant_settings_of(variant):
+    """A variant's complete settings (its own over its method's over train's)."""
+    return canonical(resolve_variant(config, variant))
+
+
 def variant_settings(wildcards):
-    return canonical(resolve_variant(config, wildcards.variant))
+    return variant_settings_of(wildcards.variant)
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly the given names (nothing if there are none)."""
+    return "|".join(names) or "(?!)"
 
 
 def validation_shards(wildcards):

@@ -134,3 +134,15 @@ rule stats:
         max_seq_len=config["prompt"]["max_seq_len"],
     script:
         "../scripts/stats.py"
+
+
+# All data stages run where Snakemake runs, never as cluster jobs: they need no GPU and little CPU
+# (preparing the whole Dacon training set takes seconds), and tokenize, the first job to need the
+# model's tokenizer, downloads a Hub model when that is allowed: login nodes reach the Hub, compute
+# nodes often do not.
+localrules:
+    ingest,
+    clean,
+    split,
+    tokenize,
+    stats,

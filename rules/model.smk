@@ -17,3 +17,8 @@ rule base_model:
         settings=canonical(config["model"]["tiny"]),
     script:
         "../scripts/base_model.py"
+
+
+# The tiny model pretrains in seconds on a CPU: no cluster job.
+localrules:
+    base_model,

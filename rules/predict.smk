@@ -109,3 +109,10 @@ rule ensemble:
         members=ENSEMBLE_MEMBERS,
     script:
         "../scripts/ensemble.py"
+
+
+# Post-processing and the vote read and write small tables: they run where Snakemake runs.
+localrules:
+    answers_validation,
+    answers_test,
+    ensemble,

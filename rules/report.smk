@@ -106,3 +106,11 @@ rule report_worst:
         "../envs/data.yaml"
     script:
         "../scripts/report_worst.py"
+
+
+# Figures and pages are light: they run where Snakemake runs.
+localrules:
+    plot_scores,
+    plot_loss_curves,
+    report_pages,
+    report_worst,

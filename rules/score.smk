@@ -76,3 +76,11 @@ rule submission:
         "../envs/data.yaml"
     script:
         "../scripts/submission.py"
+
+
+# Scoring, ranking and the submission are light: they run where Snakemake runs.
+localrules:
+    score,
+    leaderboard,
+    draft_submission,
+    submission,

@@ -1,14 +1,16 @@
 """Rule predict: batched greedy generation of one variant for one split (validation or test).
 
-A Hub id is looked up in the local cache (the tokenize job, upstream, downloaded it if allowed)."""
+A Hub id is looked up in the local cache (the tokenize job, upstream, downloaded it if allowed).
+The job claims its GPU from the machine's pool (koqa.gpus)."""
 
 from pathlib import Path
 
+from koqa.gpus import claim_gpus
 from koqa.model.modelpath import resolve_model_dir
 from koqa.runtime import configure_job, job_log
 
 configure_job(snakemake.threads)
-with job_log(snakemake.log[0]) as log:
+with job_log(snakemake.log[0]) as log, claim_gpus(int(snakemake.resources.get("gpu", 0))):
     from koqa.predict.job import run_prediction
 
     timing = run_prediction(

@@ -2,14 +2,20 @@
 
 Given more than one GPU, or more than one node (``resources: nodes``, on SLURM), the job trains
 data-parallel: one torchrun worker per GPU on every node. A Hub id is looked up in the local cache
-(the tokenize job, upstream, downloaded it if that is allowed)."""
+(the tokenize job, upstream, downloaded it if that is allowed).
 
+The job claims its GPUs from the machine's pool (koqa.gpus) and, before loading any weight, checks
+that the training step's estimated peak memory fits them (koqa.train.memory)."""
+
+from koqa.gpus import claim_gpus
 from koqa.model.modelpath import resolve_model_dir
 from koqa.runtime import configure_job, job_log
 
 settings = snakemake.params.settings
+gpus = int(snakemake.resources.get("gpu", 0))
+nodes = int(snakemake.resources.get("nodes", 1))
 configure_job(snakemake.threads)
-with job_log(snakemake.log[0]) as log:
+with job_log(snakemake.log[0]) as log, claim_gpus(gpus):
     job = {
         "settings": settings,
         "shard_dir": snakemake.input.shards,
@@ -28,8 +34,10 @@ with job_log(snakemake.log[0]) as log:
         "trust_remote_code": snakemake.params.trust_remote_code,
         "dtype": snakemake.params.dtype,
     }
-    gpus = int(snakemake.resources.get("gpu", 0))
-    nodes = int(snakemake.resources.get("nodes", 1))
+    if settings["method"] != "zeroshot":
+        from koqa.train.memory import check_job_fits
+
+        check_job_fits(snakemake.config, settings["name"], job["base_dir"], nodes * max(gpus, 1))
     if (gpus > 1 or nodes > 1) and settings["method"] != "zeroshot":
         from koqa.train.distributed import launch
 

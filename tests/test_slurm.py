@@ -2,9 +2,13 @@
 the single-node test cluster of tools/slurm/start.sh (one fake GPU), in a scratch copy of the
 repository.
 
-Checks that SLURM gave each train and predict job the GPU it asked for and the data jobs none, that
-the outputs equal those of a local run of the same config, and that a failing job fails the run with
-the job's SLURM log path in the message.
+Checks that only train and predict jobs went to SLURM (every other rule, zeroshot's empty training
+included, is a localrule and ran on the submitting machine), each with the GPU it asked for, that the
+outputs equal those of a local run of the same config, and that a failing job fails the run with the
+job's SLURM log path in the message.
+
+The SLURM executor plugin is installed apart from the venv's site-packages (`make slurm-plugins`,
+into .venv/slurm-plugins); the runs here put that folder on PYTHONPATH, as `make slurm` does.
 """
 
 import json
@@ -28,6 +32,7 @@ GPU_RULES = ("train", "predict")
 SLURM_ARGS = ("--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "2")
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: \S+/slurm_logs/rule_(\w+)/")
 TIMEOUT_S = 1200  # a status command that never sees jobs finish would otherwise hang the suite
+SLURM_PLUGINS = Path(sys.prefix) / "slurm-plugins"  # where `make slurm-plugins` installs them
 
 
 def _controller_up() -> bool:
@@ -37,8 +42,19 @@ def _controller_up() -> bool:
     return " is UP" in ping.stdout
 
 
+def _plugin_found() -> bool:
+    """Whether Snakemake will find the SLURM executor plugin with SLURM_PLUGINS on its path."""
+    find = (
+        "import importlib.util as u; exit(u.find_spec('snakemake_executor_plugin_slurm') is None)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SLURM_PLUGINS)}
+    return subprocess.run([sys.executable, "-c", find], env=env).returncode == 0
+
+
 def _why_no_cluster() -> str | None:
     """Why tools/slurm/start.sh cannot run here, or None if it can."""
+    if not _plugin_found():
+        return f"no SLURM executor plugin (make slurm-plugins installs it into {SLURM_PLUGINS})"
     if os.geteuid() != 0:
         return "starting the test cluster needs root (it installs packages and starts daemons)"
     if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
@@ -50,7 +66,7 @@ def _why_no_cluster() -> str | None:
 def slurm_cluster() -> Iterator[None]:
     """The running test cluster (.ci/run starts one), else one started here until the session ends.
     Outside CI, a machine that cannot install SLURM skips; under CI the start must succeed."""
-    if _controller_up():
+    if _controller_up() and _plugin_found():
         yield
         return
     reason = _why_no_cluster()
@@ -62,10 +78,11 @@ def slurm_cluster() -> Iterator[None]:
 
 
 def _job_env() -> dict[str, str]:
-    """Each SLURM job runs `snakemake` again inside its allocation (sbatch --export=ALL), so the
-    interpreter's bin directory must be on PATH."""
+    """The SLURM plugins on PYTHONPATH, and, since each SLURM job runs `snakemake` again inside its
+    allocation (sbatch --export=ALL), the interpreter's bin directory on PATH."""
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return {**os.environ, "PATH": path}
+    python_path = os.pathsep.join(filter(None, [str(SLURM_PLUGINS), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PATH": path, "PYTHONPATH": python_path}
 
 
 @pytest.fixture(scope="module")
@@ -93,23 +110,21 @@ def _job_record(job_id: str) -> dict[str, str]:
     return record
 
 
-def test_gpu_jobs_got_a_gpu_and_data_jobs_none(slurm_run: tuple[Path, str]) -> None:
+def test_only_gpu_jobs_went_to_slurm_each_with_a_gpu(slurm_run: tuple[Path, str]) -> None:
     workdir, output = slurm_run
     jobs = SUBMITTED.findall(output)
     rules = [rule for _, rule in jobs]
-    variants = len(list((workdir / "results/training").glob("*/summary.json")))
-    assert variants > 0
-    assert rules.count("train") == variants and rules.count("predict") == 2 * variants, rules
-    assert set(rules) - set(GPU_RULES), "no data job went to SLURM"
+    summaries = (workdir / "results/training").glob("*/summary.json")
+    methods = [json.loads(path.read_text())["method"] for path in summaries]
+    trained = len(methods) - methods.count("zeroshot")
+    assert 0 < trained < len(methods), methods  # zeroshot's training ran locally
+    assert rules.count("train") == trained and rules.count("predict") == 2 * len(methods), rules
+    assert set(rules) == set(GPU_RULES), "a job of another rule went to SLURM"
     for job_id, rule in jobs:
         record = _job_record(job_id)
         assert record["JobState"] == "COMPLETED", (rule, job_id, record)
-        if rule in GPU_RULES:
-            assert "gpu:1" in record["TresPerJob"], (rule, job_id, record)  # asked for
-            assert record["JOB_GRES"].startswith("gpu:1"), (rule, job_id, record)  # given
-        else:
-            assert "gpu" not in record["TresPerJob"], (rule, job_id, record)
-            assert record["JOB_GRES"] in ("", "(null)"), (rule, job_id, record)
+        assert "gpu:1" in record["TresPerJob"], (rule, job_id, record)  # asked for
+        assert record["JOB_GRES"].startswith("gpu:1"), (rule, job_id, record)  # given
 
 
 def test_outputs_equal_a_local_run(slurm_run: tuple[Path, str], local_run: Path) -> None:
@@ -131,22 +146,27 @@ def test_outputs_equal_a_local_run(slurm_run: tuple[Path, str], local_run: Path)
     assert (slurm / "submission.csv").read_bytes() == (local / "submission.csv").read_bytes()
 
 
-def test_failing_job_fails_the_run_with_its_log_path(slurm_cluster: None, tmp_path: Path) -> None:
-    """A training file without answers passes every check before submission and fails in the job."""
-    workdir = copy_repo(tmp_path)
-    (workdir / "bad.csv").write_text("id,context,question\nTRAIN_0,기사,질문\n", encoding="utf-8")
+def test_failing_job_is_retried_then_fails_the_run_with_its_log_path(
+    slurm_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A variant whose target modules the model lacks passes every check before submission and
+    fails in its train job on the cluster, twice (train jobs are retried once). Run in a copy of the
+    finished SLURM run, so that its training is the only job."""
+    workdir = tmp_path / "koqa"
+    shutil.copytree(slurm_run[0], workdir, symlinks=True)
     config_path = workdir / "tests/config/test.yaml"
     config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    config["data"] = {"train": "bad.csv"}
+    config["variants"]["bad"] = {"method": "lora", "target_modules": ["c_attn"]}
     config_path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
 
-    result = run_snakemake(workdir, *SLURM_ARGS, env=_job_env(), timeout=TIMEOUT_S)
+    target = "results/adapters/bad"
+    result = run_snakemake(workdir, *SLURM_ARGS, target, env=_job_env(), timeout=TIMEOUT_S)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
-    failed = re.search(r"SLURM-job '(\d+)' failed", output)
-    assert failed, output[-3000:]
-    log = workdir / f".snakemake/slurm_logs/rule_ingest/train/{failed[1]}.log"
+    failed = re.findall(r"SLURM-job '(\d+)' failed", output)
+    assert len(failed) == 2, output[-3000:]
+    log = workdir / f".snakemake/slurm_logs/rule_train/bad/{failed[-1]}.log"
     assert str(log) in output, output[-3000:]
-    assert "Error in rule ingest" in log.read_text()
-    rule_log = (workdir / "results/logs/ingest/train.log").read_text(encoding="utf-8")
-    assert "bad.csv" in rule_log and "answer" in rule_log, rule_log
+    assert "Error in rule train" in log.read_text()
+    rule_log = (workdir / "results/logs/train/bad.log").read_text(encoding="utf-8")
+    assert "['c_attn'] are not linear layers of the model" in rule_log, rule_log

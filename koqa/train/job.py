@@ -74,10 +74,18 @@ def load_trainable_model(
         dtype=dtype,
     )
     base_dtype = base.dtype
-    if settings["method"] == "full":
-        base.float()  # see the module docstring
     checkpointing = uses_gradient_checkpointing(settings, device)
-    return trainable_model(base, settings, gradient_checkpointing=checkpointing), base_dtype
+    return prepare_for_training(base, settings, checkpointing), base_dtype
+
+
+def prepare_for_training(
+    base: PreTrainedModel, settings: dict, gradient_checkpointing: bool
+) -> PreTrainedModel:
+    """The loaded base wrapped for ``settings['method']``; full fine-tuning's weights become fp32
+    master weights (see the module docstring). The memory planner builds its model this way too."""
+    if settings["method"] == "full":
+        base.float()
+    return trainable_model(base, settings, gradient_checkpointing=gradient_checkpointing)
 
 
 def _train(
