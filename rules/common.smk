@@ -1,14 +1,29 @@
-# Shared settings and input functions. Variant settings are checked here, before any job starts.
+# Shared settings and input functions. The tiny model's toy settings are merged in here, and the
+# variants and data sources are checked, before any job starts.
 
-import os
+from snakemake.utils import validate
 
+from koqa.config import TINY, apply_model_overrides
+from koqa.data.sources import part_sources, source_settings, validation_source
+from koqa.model.modelpath import is_hub_id
 from koqa.train.variants import check_all, resolve_variant
 
+# model.name: tiny merges model.tiny.overrides over the defaults; the --configfile values keep
+# priority over those overrides
+config.update(apply_model_overrides(config, workflow.config_settings.overwrite_config))
+validate(config, "../schemas/config.schema.yaml")
 check_all(config)
 
 VARIANTS = list(config["variants"])
-TINY = config["model"]["name"] == "tiny"
-BASE_MODEL = "results/model/base" if TINY else config["model"]["name"]
+TINY_MODEL = config["model"]["name"] == TINY
+# Every path Snakemake tracks (params included) is relative to the working directory or as the
+# config gives it, never made absolute here: a moved or copied checkout reruns nothing. Jobs
+# resolve model paths themselves (koqa.model.modelpath.resolve_model_dir).
+MODEL = "results/model/base" if TINY_MODEL else config["model"]["name"]
+DOWNLOAD = config["model"]["allow_download"] and is_hub_id(MODEL)
+SOURCES = {part: part_sources(config["data"], part) for part in ("train", "test")}
+VALIDATION_SOURCE = validation_source(config)
+CAPS = source_settings(SOURCES["train"], "cap")
 
 
 wildcard_constraints:
@@ -27,14 +42,12 @@ def canonical(settings):
 
 def model_input(wildcards=None):
     """The tiny base model is built by a rule; a real one is a given path (no dependency)."""
-    return BASE_MODEL if TINY else []
+    return MODEL if TINY_MODEL else []
 
 
-def model_path():
-    """Absolute path (or Hub id) of the base model, as jobs must see it."""
-    return (
-        os.path.abspath(BASE_MODEL) if TINY or os.path.isdir(BASE_MODEL) else BASE_MODEL
-    )
+def download_input(wildcards=None):
+    """The download record, when the model comes from the Hub through the download_model rule."""
+    return "results/model/download.json" if DOWNLOAD else []
 
 
 def split_table(wildcards):

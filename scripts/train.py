@@ -1,7 +1,7 @@
 """Rule train: fine-tune one variant (or, for zeroshot, record that there is nothing to train).
 
 Given more than one GPU, the job trains data-parallel: one torchrun worker per GPU. A Hub id is
-looked up in the local cache (the tokenize job, upstream, downloaded it if that is allowed)."""
+looked up in the local cache (the download_model rule, upstream, fetched it if that is allowed)."""
 
 from koqa.model.modelpath import resolve_model_dir
 from koqa.runtime import configure_job, job_log
@@ -15,7 +15,9 @@ with job_log(snakemake.log[0]) as log:
         "validation_dir": snakemake.input.validation or None,
         "base_dir": str(
             resolve_model_dir(
-                snakemake.params.model, trust_remote_code=snakemake.params.trust_remote_code
+                snakemake.params.model,
+                snakemake.params.trust_remote_code,
+                download_record=snakemake.input.get("download") or None,
             )
         ),
         "out_dir": snakemake.output.adapter,

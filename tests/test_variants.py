@@ -5,8 +5,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import yaml
 
+from koqa.config import load_config
 from koqa.train.variants import (
     METHODS,
     VariantError,
@@ -16,8 +16,7 @@ from koqa.train.variants import (
     uses_gradient_checkpointing,
 )
 
-with open(Path(__file__).parents[1] / "config.yaml", encoding="utf-8") as handle:
-    CONFIG = yaml.safe_load(handle)
+CONFIG = load_config(Path(__file__).parents[1] / "config.yaml")
 
 
 def _config(**variants: dict) -> dict:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from workflow_util import REPO, snakemake_ok
 
+from koqa.config import load_config
 from koqa.score.submission import read_sample_ids
 
 pytestmark = pytest.mark.slow
@@ -53,7 +54,7 @@ def workdir(local_run: Path) -> Path:
 
 def test_outputs_at_their_stable_paths(workdir: Path) -> None:
     results = workdir / "results"
-    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    config = load_config(REPO / "config.yaml", REPO / "tests/config/test.yaml")
     variants = list(config["variants"])
 
     report = json.loads((results / "data/clean_report.json").read_text(encoding="utf-8"))
