@@ -1,10 +1,11 @@
 """The effective configuration: config files merged as Snakemake merges them, then the tiny model's
-toy settings.
+toy settings, then variants set to null removed.
 
 ``config.yaml``'s ``train``, ``prompt``, ``predict`` and ``variants`` defaults are meant for a real
 7-14B model. With ``model.name: tiny`` the fragments under ``model.tiny.overrides`` are merged over
 them, so that the tiny test model trains with the many epochs and high learning rates it needs. The
 config files given on the command line keep the last word: a value they set wins over an override.
+Merging can only add variants; a variant set to null (``lora: null``) is removed.
 """
 
 from __future__ import annotations
@@ -30,19 +31,21 @@ def deep_merge(base: Mapping, overlay: Mapping) -> dict:
     return merged
 
 
-def apply_model_overrides(config: Mapping, user_config: Mapping | None = None) -> dict:
+def effective_config(config: Mapping, user_config: Mapping | None = None) -> dict:
     """``config`` with the tiny model's ``model.tiny.overrides`` merged over it when ``model.name``
-    is ``tiny`` (else unchanged), then ``user_config`` again on top.
+    is ``tiny``, then ``user_config`` again on top; without the variants set to null.
 
     ``config`` is the merged configuration (``config.yaml`` and every ``--configfile``);
     ``user_config`` is what the command line added to ``config.yaml`` (Snakemake's
     ``workflow.config_settings.overwrite_config``), so that a value the user set wins over the
     tiny model's override of the embedded default.
     """
-    if config["model"]["name"] != TINY:
-        return copy.deepcopy(dict(config))
-    merged = deep_merge(config, config["model"]["tiny"].get("overrides") or {})
-    return deep_merge(merged, user_config or {})
+    merged = copy.deepcopy(dict(config))
+    if config["model"]["name"] == TINY:
+        merged = deep_merge(merged, config["model"]["tiny"].get("overrides") or {})
+        merged = deep_merge(merged, user_config or {})
+    merged["variants"] = {k: v for k, v in merged["variants"].items() if v is not None}
+    return merged
 
 
 def load_config(default: str | Path, *configfiles: str | Path) -> dict:
@@ -55,4 +58,4 @@ def load_config(default: str | Path, *configfiles: str | Path) -> dict:
     user: dict = {}
     for path in configfiles:
         user = deep_merge(user, read(path))
-    return apply_model_overrides(deep_merge(read(default), user), user)
+    return effective_config(deep_merge(read(default), user), user)

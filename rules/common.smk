@@ -3,14 +3,14 @@
 
 from snakemake.utils import validate
 
-from koqa.config import TINY, apply_model_overrides
+from koqa.config import TINY, effective_config
 from koqa.data.sources import part_sources, source_settings, validation_source
 from koqa.model.modelpath import is_hub_id
 from koqa.train.variants import check_all, resolve_variant
 
 # model.name: tiny merges model.tiny.overrides over the defaults; the --configfile values keep
 # priority over those overrides
-config.update(apply_model_overrides(config, workflow.config_settings.overwrite_config))
+config.update(effective_config(config, workflow.config_settings.overwrite_config))
 validate(config, "../schemas/config.schema.yaml")
 check_all(config)
 
