@@ -12,7 +12,7 @@ or the first.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -106,5 +106,5 @@ def combine_sources(frames: list[tuple[Source, pd.DataFrame]]) -> pd.DataFrame:
 def source_settings(sources: list[Source], key: str) -> dict[str, int]:
     """``{name: value}`` of one setting (``cap`` or ``weight``) for the sources that use it: what the
     clean and split rules take as params, so that other sources' settings rerun nothing."""
-    defaults = asdict(Source("", "", "", ""))
-    return {s.name: getattr(s, key) for s in sources if getattr(s, key) != defaults[key]}
+    default = next(field.default for field in fields(Source) if field.name == key)
+    return {s.name: getattr(s, key) for s in sources if getattr(s, key) != default}
