@@ -17,7 +17,7 @@ from workflow_util import REPO, copy_repo
 
 from koqa.config import load_config
 from koqa.model.modelpath import is_hub_id
-from koqa.train.variants import ALL_LINEAR, check_all
+from koqa.train.variants import check_all
 
 PRESETS = sorted((REPO / "presets").glob("*.yaml"))
 # the transformers architecture (config.json's model_type) of each preset's model
@@ -94,7 +94,7 @@ def test_preset_passes_the_schema_and_variant_checks(preset: Path) -> None:
     for name, variant in config["variants"].items():
         assert variant["method"] not in ("full", "prefix"), name
         if variant["method"] in ("lora", "qlora"):
-            assert variant.get("target_modules") == ALL_LINEAR, name
+            assert variant.get("target_modules") == "all-linear", name
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)

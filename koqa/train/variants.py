@@ -12,8 +12,6 @@ import importlib.util
 
 METHODS = ("zeroshot", "full", "lora", "qlora", "dora", "ia3", "prefix", "prompt")
 LORA_METHODS = ("lora", "qlora", "dora")
-# target_modules may name modules, or be this: every linear layer but the output layer (peft's own)
-ALL_LINEAR = "all-linear"
 VIRTUAL_TOKEN_METHODS = ("prefix", "prompt")
 
 
@@ -75,7 +73,7 @@ def check_variant(settings: dict) -> None:
     for key in sorted({key for d in METHOD_DEFAULTS.values() for key in d} - own_keys):
         if key in settings:
             fail(key, f"the {method} method does not use this key")
-    if method == "ia3" and settings["target_modules"] != ALL_LINEAR:
+    if method == "ia3":
         stray = sorted(set(settings["feedforward_modules"]) - set(settings["target_modules"]))
         if stray:
             fail("feedforward_modules", f"{stray} must also be in target_modules")
