@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from koqa.config import load_config
 from koqa.data.clean import clean_table
 from koqa.data.ingest import read_records
 from koqa.data.prompt import PromptLayout, build_layout
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "results/bench/prep.json")
     args = parser.parse_args()
 
-    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    config = load_config(REPO / "config.yaml")  # the tiny model's settings
     options, prompt = config["clean"], config["prompt"]
     synonyms = load_synonyms(REPO / options["synonyms"]) if options["synonyms"] else {}
     sample = read_records(REPO / config["data"]["train"], required=("answer",))

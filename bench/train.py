@@ -35,10 +35,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerFast, TrainingArguments
 from transformers import Trainer as HFTrainer
 
+from koqa.config import load_config
 from koqa.data.ingest import read_records
 from koqa.data.prompt import build_layout
 from koqa.data.shards import encode_rows
@@ -212,7 +212,7 @@ def main() -> None:
         measure_one_method(args.job_dir, args.rss_method, args.rss_steps)
         return
 
-    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    config = load_config(REPO / "config.yaml")  # the tiny model's settings
     sample = read_records(REPO / config["data"]["train"], required=("answer",))
     frame = contest_shaped_rows(sample, args.rows, SEED)
     train = copy.deepcopy(config["train"]) | {"batch_size": args.batch_size, "device": "cpu"}

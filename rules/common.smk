@@ -1,18 +1,33 @@
-# Shared settings and input functions. Variant settings are checked here, before any job starts:
-# on their own, and against the base model's family (its config.json's model_type, when the model
-# is a local directory or in the Hugging Face cache; the embedded tiny model is a llama).
+# Shared settings and input functions. The tiny model's toy settings are merged in here, and the
+# variants and data sources are checked, before any job starts: on their own, and against the
+# base model's family (its config.json's model_type, when the model is a local directory or in
+# the Hugging Face cache; the embedded tiny model is a llama).
 
-import os
+from snakemake.utils import validate
 
+from koqa.config import TINY, effective_config
+from koqa.data.sources import part_sources, source_settings, validation_source
 from koqa.model.families import check_families, model_type
+from koqa.model.modelpath import is_hub_id
 from koqa.train.variants import check_all, resolve_variant
 
+# model.name: tiny merges model.tiny.overrides over the defaults; the --configfile values keep
+# priority over those overrides
+config.update(effective_config(config, workflow.config_settings.overwrite_config))
+validate(config, "../schemas/config.schema.yaml")
 check_all(config)
 
 VARIANTS = list(config["variants"])
-TINY = config["model"]["name"] == "tiny"
-BASE_MODEL = "results/model/base" if TINY else config["model"]["name"]
-check_families(config, "llama" if TINY else model_type(BASE_MODEL))
+TINY_MODEL = config["model"]["name"] == TINY
+# Every path Snakemake tracks (params included) is relative to the working directory or as the
+# config gives it, never made absolute here: a moved or copied checkout reruns nothing. Jobs
+# resolve model paths themselves (koqa.model.modelpath.resolve_model_dir).
+MODEL = "results/model/base" if TINY_MODEL else config["model"]["name"]
+check_families(config, "llama" if TINY_MODEL else model_type(MODEL))
+DOWNLOAD = config["model"]["allow_download"] and is_hub_id(MODEL)
+SOURCES = {part: part_sources(config["data"], part) for part in ("train", "test")}
+VALIDATION_SOURCE = validation_source(config)
+CAPS = source_settings(SOURCES["train"], "cap")
 
 
 wildcard_constraints:
@@ -31,14 +46,12 @@ def canonical(settings):
 
 def model_input(wildcards=None):
     """The tiny base model is built by a rule; a real one is a given path (no dependency)."""
-    return BASE_MODEL if TINY else []
+    return MODEL if TINY_MODEL else []
 
 
-def model_path():
-    """Absolute path (or Hub id) of the base model, as jobs must see it."""
-    return (
-        os.path.abspath(BASE_MODEL) if TINY or os.path.isdir(BASE_MODEL) else BASE_MODEL
-    )
+def download_input(wildcards=None):
+    """The download record, when the model comes from the Hub through the download_model rule."""
+    return "results/model/download.json" if DOWNLOAD else []
 
 
 def split_table(wildcards):

@@ -3,20 +3,21 @@
 
 rule ingest:
     input:
-        raw=lambda wildcards: config["data"][wildcards.part],
+        # one file per source (data.train may list several; see koqa/data/sources.py)
+        raw=lambda wildcards: [source.path for source in SOURCES[wildcards.part]],
         # test ids are checked against the sample submission's
         sample=lambda wildcards: (
             config["data"]["sample_submission"] if wildcards.part == "test" else []
         ),
     output:
+        # every source's rows, each with its `source`; scoring reads the raw gold answers here
         "results/data/raw/{part}.parquet",
     log:
         "results/logs/ingest/{part}.log",
     conda:
         "../envs/data.yaml"
     params:
-        format=config["data"]["format"],
-        encoding=config["data"]["encoding"],
+        sources=lambda wildcards: [s.reading() for s in SOURCES[wildcards.part]],
     script:
         "../scripts/ingest.py"
 
@@ -38,6 +39,9 @@ rule clean:
         "../envs/data.yaml"
     params:
         options=canonical(config["clean"]),
+        # capped sources keep a sample seeded by split.seed (a param only when a cap is set)
+        caps=canonical(CAPS),
+        cap_seed=config["split"]["seed"] if CAPS else None,
     script:
         "../scripts/clean.py"
 
@@ -48,12 +52,21 @@ rule split:
     output:
         train="results/data/split/train.parquet",
         validation="results/data/split/validation.parquet",
+        # rows per source in training (before and after weighting), validation and left out
+        report="results/data/split_report.json",
     log:
         "results/logs/split.log",
     conda:
         "../envs/data.yaml"
     params:
-        options=canonical(config["split"]),
+        options=canonical(
+            {
+                "validation_fraction": config["split"]["validation_fraction"],
+                "seed": config["split"]["seed"],
+                "validation_source": VALIDATION_SOURCE,
+                "weights": source_settings(SOURCES["train"], "weight"),
+            }
+        ),
     script:
         "../scripts/split.py"
 
@@ -62,6 +75,7 @@ rule tokenize:
     input:
         rows=split_table,
         model=model_input,
+        download=download_input,
     output:
         shards=directory("results/data/shards/{split}"),
         # rows that could not be tokenized (id, reason, detail); test rows are never dropped
@@ -71,8 +85,7 @@ rule tokenize:
     conda:
         "../envs/data.yaml"
     params:
-        model=model_path(),
-        allow_download=config["model"]["allow_download"],
+        model=MODEL,
         trust_remote_code=config["model"]["trust_remote_code"],
         # a function: a plain string param would have its {context} taken for a wildcard
         prompt=lambda wildcards: canonical(config["prompt"]),

@@ -25,6 +25,7 @@ rule predict:
         shards="results/data/shards/{split}",
         train_shards="results/data/shards/train",
         model=model_input,
+        download=download_input,
     output:
         generated="results/predictions/{variant}/{split}.generated.csv",
         timing="results/predictions/{variant}/{split}.timing.json",
@@ -40,7 +41,7 @@ rule predict:
     resources:
         gpu=uses_gpu,
     params:
-        model=model_path(),
+        model=MODEL,
         options=canonical({key: config["predict"][key] for key in GENERATION_KEYS}),
         device=lambda wildcards: variant_settings(wildcards)["device"],
         precision=lambda wildcards: variant_settings(wildcards)["precision"],

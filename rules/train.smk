@@ -17,6 +17,7 @@ rule train:
         shards="results/data/shards/train",
         validation=validation_shards,
         model=model_input,
+        download=download_input,
     output:
         adapter=directory("results/adapters/{variant}"),
         metrics="results/training/{variant}/metrics.csv",
@@ -43,7 +44,7 @@ rule train:
         nodes=1,
     params:
         settings=variant_settings,
-        model=model_path(),
+        model=MODEL,
         checkpoints=lambda wildcards: f"results/checkpoints/{wildcards.variant}",
         trust_remote_code=config["model"]["trust_remote_code"],
         dtype=config["model"]["dtype"],

@@ -1,4 +1,5 @@
-"""Rule clean: normalize text, drop unusable training rows with a reason, align answers."""
+"""Rule clean: normalize text, drop unusable training rows with a reason (capped sources keep a
+seeded sample), align answers."""
 
 import pandas as pd
 
@@ -17,6 +18,8 @@ with job_log(snakemake.log[0]) as log:
             snakemake.params.options,
             labelled=part == "train",
             synonyms=synonyms,
+            caps=snakemake.params.caps if part == "train" else None,
+            seed=snakemake.params.cap_seed or 0,
         )
         write_parquet(result.kept, snakemake.output[part])
         dropped.append(result.dropped.assign(part=part))

@@ -1,6 +1,8 @@
-"""Rule ingest: one raw file (any supported shape) -> a uniform Parquet table."""
+"""Rule ingest: the raw file of each source (any supported shape) -> one uniform Parquet table whose
+rows carry their ``source``."""
 
 from koqa.data.ingest import check_sample_ids, read_records
+from koqa.data.sources import Source, combine_sources
 from koqa.files import write_parquet
 from koqa.runtime import configure_job, job_log
 from koqa.score.submission import read_sample_ids
@@ -8,14 +10,18 @@ from koqa.score.submission import read_sample_ids
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
     labelled = snakemake.wildcards.part == "train"
-    frame = read_records(
-        snakemake.input.raw,
-        fmt=snakemake.params.format,
-        encoding=snakemake.params.encoding,
-        required=("answer",) if labelled else (),
-    )
+    frames = []
+    for path, reading in zip(snakemake.input.raw, snakemake.params.sources, strict=True):
+        source = Source(path=path, **reading)
+        frame = read_records(
+            path,
+            fmt=source.format,
+            encoding=source.encoding,
+            required=("answer",) if labelled else (),
+        )
+        log.info("%s: read %d rows from %s", source.name, len(frame), path)
+        frames.append((source, frame))
     if not labelled:
         sample = snakemake.input.sample
-        check_sample_ids(frame, snakemake.input.raw, read_sample_ids(sample), sample)
-    write_parquet(frame, snakemake.output[0])
-    log.info("read %d rows from %s", len(frame), snakemake.input.raw)
+        check_sample_ids(frames[0][1], frames[0][0].path, read_sample_ids(sample), sample)
+    write_parquet(combine_sources(frames), snakemake.output[0])

@@ -1,6 +1,6 @@
 """Rule predict: batched greedy generation of one variant for one split (validation or test).
 
-A Hub id is looked up in the local cache (the tokenize job, upstream, downloaded it if allowed).
+A Hub id is looked up in the local cache (the download_model rule, upstream, fetched it if allowed).
 The job claims its GPU from the machine's pool (koqa.gpus)."""
 
 from pathlib import Path
@@ -16,7 +16,9 @@ with job_log(snakemake.log[0]) as log, claim_gpus(int(snakemake.resources.get("g
     timing = run_prediction(
         variant_dir=Path(snakemake.input.adapter),
         base_dir=resolve_model_dir(
-            snakemake.params.model, trust_remote_code=snakemake.params.trust_remote_code
+            snakemake.params.model,
+            snakemake.params.trust_remote_code,
+            download_record=snakemake.input.get("download") or None,
         ),
         shard_dir=Path(snakemake.input.shards),
         train_shard_dir=Path(snakemake.input.train_shards),

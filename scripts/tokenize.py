@@ -13,13 +13,13 @@ from koqa.files import write_parquet
 from koqa.model.modelpath import resolve_model_dir
 from koqa.runtime import configure_job, job_log
 
-configure_job(snakemake.threads, snakemake.params.allow_download)
+configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
     tokenizer = load_text_tokenizer(
         resolve_model_dir(
             snakemake.params.model,
-            snakemake.params.allow_download,
             snakemake.params.trust_remote_code,
+            download_record=snakemake.input.get("download") or None,
         )
     )
     prompt = snakemake.params.prompt

@@ -2,7 +2,7 @@
 
 Given more than one GPU, or more than one node (``resources: nodes``, on SLURM), the job trains
 data-parallel: one torchrun worker per GPU on every node. A Hub id is looked up in the local cache
-(the tokenize job, upstream, downloaded it if that is allowed).
+(the download_model rule, upstream, fetched it if that is allowed).
 
 The job claims its GPUs from the machine's pool (koqa.gpus) and, before loading any weight, checks
 that the training step's estimated peak memory fits them (koqa.train.memory)."""
@@ -22,7 +22,9 @@ with job_log(snakemake.log[0]) as log, claim_gpus(gpus):
         "validation_dir": snakemake.input.validation or None,
         "base_dir": str(
             resolve_model_dir(
-                snakemake.params.model, trust_remote_code=snakemake.params.trust_remote_code
+                snakemake.params.model,
+                snakemake.params.trust_remote_code,
+                download_record=snakemake.input.get("download") or None,
             )
         ),
         "out_dir": snakemake.output.adapter,

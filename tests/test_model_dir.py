@@ -8,27 +8,53 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx2
 import pandas as pd
 import pytest
 from huggingface_hub import constants
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 from huggingface_hub.utils import filter_repo_objects
 from tiny_task import CONFIG, TinyTask, settings
 
+from koqa.model import modelpath
 from koqa.model.basemodel import load_base_model
-from koqa.model.modelpath import model_file_patterns, model_fingerprint, resolve_model_dir
+from koqa.model.modelpath import (
+    download_model,
+    is_hub_id,
+    model_file_patterns,
+    model_fingerprint,
+    resolve_model_dir,
+)
 
 ROOT = Path(__file__).parents[1]
 HUB_ID = "koqa-test/Tiny-Llama-0.5"  # a dot, as in Qwen/Qwen2.5-0.5B-Instruct
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# a Hub repository's files: the first nine are what jobs read
+REPO_FILES = [
+    "config.json",
+    "generation_config.json",
+    "model-00001-of-00002.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "merges.txt",
+    "chat_template.jinja",
+    "modeling_exaone.py",
+    "pytorch_model.bin",
+    "original/consolidated.00.pth",
+]
 
 
-def _fake_hub_cache(cache: Path, model_dir: Path, repo_id: str = HUB_ID) -> Path:
+def _fake_hub_cache(
+    cache: Path, model_dir: Path, repo_id: str = HUB_ID, commit: str = COMMIT
+) -> Path:
     """A Hugging Face cache holding ``model_dir`` as the main revision of ``repo_id``."""
     repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / COMMIT
+    snapshot = repo / "snapshots" / commit
     shutil.copytree(model_dir, snapshot)
-    (repo / "refs").mkdir()
-    (repo / "refs/main").write_text(COMMIT)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs/main").write_text(commit)
     return snapshot
 
 
@@ -45,21 +71,71 @@ def test_a_dotted_hub_id_resolves_from_the_cache_offline(
         resolve_model_dir("./no/such/model")
 
 
+def test_a_download_record_pins_the_commit_jobs_load(
+    tiny_task: TinyTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloaded = _fake_hub_cache(tmp_path, tiny_task.base_dir)
+    newer = _fake_hub_cache(tmp_path, tiny_task.base_dir, commit="f" * 40)  # main moved on since
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    record = tmp_path / "download.json"
+    record.write_text(json.dumps({"model": HUB_ID, "commit": COMMIT}))
+    assert resolve_model_dir(HUB_ID) == newer
+    assert resolve_model_dir(HUB_ID, download_record=record) == downloaded
+    record.write_text(json.dumps({"model": HUB_ID, "commit": "e" * 40}))
+    with pytest.raises(FileNotFoundError, match=f"at commit {'e' * 40} is neither"):
+        resolve_model_dir(HUB_ID, download_record=record)
+
+
+def test_only_a_hub_id_is_downloaded(tiny_task: TinyTask, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert is_hub_id(HUB_ID)
+    assert not is_hub_id("tiny")
+    assert not is_hub_id(str(tiny_task.base_dir)) and not is_hub_id("./models/missing")
+    monkeypatch.chdir(tiny_task.base_dir.parent)
+    assert not is_hub_id(tiny_task.base_dir.name)  # a relative directory that exists
+
+
+def test_download_fetches_the_job_files_and_records_the_commit(
+    tiny_task: TinyTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def fake_snapshot_download(**kwargs: object) -> str:
+        """The Hub, as huggingface_hub fills the cache: only the allowed files, under the commit."""
+        calls.append(kwargs)
+        snapshot = tmp_path / "snapshots" / COMMIT
+        files = list(filter_repo_objects(REPO_FILES, allow_patterns=kwargs["allow_patterns"]))
+        for name in files:
+            (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+            (snapshot / name).write_text(name)
+        return str(snapshot)
+
+    monkeypatch.setattr(modelpath, "snapshot_download", fake_snapshot_download)
+    record = download_model(HUB_ID)
+    assert calls == [{"repo_id": HUB_ID, "allow_patterns": model_file_patterns(False)}]
+    assert (record["model"], record["commit"]) == (HUB_ID, COMMIT)
+    assert record["files"] == {name: len(name) for name in REPO_FILES[:9]}
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (GatedRepoError, r"gated model: accept its license .* \(HF_TOKEN"),
+        (RepositoryNotFoundError, r"is not a model on the Hugging Face Hub"),
+    ],
+)
+def test_download_errors_say_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, error: type, message: str
+) -> None:
+    def refuse(**kwargs: object) -> str:
+        raise error("refused", response=httpx2.Response(401, request=httpx2.Request("GET", "/")))
+
+    monkeypatch.setattr(modelpath, "snapshot_download", refuse)
+    with pytest.raises(OSError, match=message):
+        download_model(HUB_ID)
+
+
 def test_the_files_fetched_are_those_the_jobs_read() -> None:
-    repo_files = [
-        "config.json",
-        "generation_config.json",
-        "model-00001-of-00002.safetensors",
-        "model.safetensors.index.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "tokenizer.model",
-        "merges.txt",
-        "chat_template.jinja",
-        "modeling_exaone.py",
-        "pytorch_model.bin",
-        "original/consolidated.00.pth",
-    ]
+    repo_files = REPO_FILES
 
     def fetched(trust_remote_code: bool) -> set[str]:
         patterns = model_file_patterns(trust_remote_code)
@@ -84,6 +160,19 @@ def test_a_model_rebuilt_in_place_changes_its_fingerprint(
     after = model_fingerprint(base)
     assert after["path"] == before["path"] and after["config_sha256"] == before["config_sha256"]
     assert after != before
+
+
+def test_a_moved_checkout_keeps_its_model_fingerprint(
+    tiny_task: TinyTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fingerprints = []
+    for checkout in ("first", "moved"):
+        base = tmp_path / checkout / "results/model/base"
+        shutil.copytree(tiny_task.base_dir, base)  # as `cp -a` or `mv`: modification times kept
+        monkeypatch.chdir(tmp_path / checkout)
+        fingerprints.append(model_fingerprint(base))
+    assert fingerprints[0] == fingerprints[1]
+    assert fingerprints[0]["path"] == "results/model/base"
 
 
 # Runs a rule's script the way Snakemake does: with a global ``snakemake`` object.

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from browser import require_chromium
 from workflow_util import REPO, run_snakemake, snakemake_ok
 
+from koqa.config import load_config
 from koqa.report.check import check_report
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ def _scored(workdir: Path) -> list[str]:
 
 def test_prediction_and_scoring_outputs(local_run: Path) -> None:
     results = local_run / "results"
-    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    config = load_config(REPO / "config.yaml", REPO / "tests/config/test.yaml")
     scored = _scored(local_run)
     assert sorted(scored) == sorted([*config["variants"], "ensemble"])
     for variant in config["variants"]:

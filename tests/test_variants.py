@@ -5,10 +5,10 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from koqa.config import load_config
 from koqa.train.variants import (
     METHODS,
     VariantError,
@@ -19,8 +19,7 @@ from koqa.train.variants import (
 )
 
 SCHEMA = Path(__file__).parents[1] / "schemas/config.schema.yaml"
-with open(Path(__file__).parents[1] / "config.yaml", encoding="utf-8") as handle:
-    CONFIG = yaml.safe_load(handle)
+CONFIG = load_config(Path(__file__).parents[1] / "config.yaml")
 
 
 def _config(**variants: dict) -> dict:

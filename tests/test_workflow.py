@@ -4,16 +4,19 @@ Checks the stable output paths, that a second run has nothing to do, and that co
 exactly the stages that depend on them.
 """
 
+import io
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from workflow_util import REPO, snakemake_ok
+from workflow_util import REPO, run_snakemake, snakemake_ok
 
+from koqa.config import load_config
 from koqa.score.submission import read_sample_ids
 
 pytestmark = pytest.mark.slow
@@ -53,7 +56,7 @@ def workdir(local_run: Path) -> Path:
 
 def test_outputs_at_their_stable_paths(workdir: Path) -> None:
     results = workdir / "results"
-    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    config = load_config(REPO / "config.yaml", REPO / "tests/config/test.yaml")
     variants = list(config["variants"])
 
     report = json.loads((results / "data/clean_report.json").read_text(encoding="utf-8"))
@@ -91,6 +94,24 @@ def test_second_run_has_nothing_to_do(workdir: Path) -> None:
     elapsed = time.perf_counter() - started
     assert "Nothing to be done" in output
     print(f"no-op run: {elapsed:.2f} s")
+
+
+def test_a_moved_checkout_reruns_nothing(workdir: Path, tmp_path: Path) -> None:
+    """No absolute path in params or anywhere else Snakemake tracks: a finished run copied (or moved)
+    to another directory is up to date there. Snakemake 9's `--list-changes params` lists every
+    output whether changed or not, so the per-output status of `--summary` is checked instead."""
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(workdir, moved, symlinks=True)  # as `cp -a`: modification times kept
+    # other tests of this module edit the run's config without rerunning it: take the original
+    shutil.copy2(REPO / "tests/config/test.yaml", moved / "tests/config/test.yaml")
+    assert "Nothing to be done" in _snakemake(moved, "--dry-run")
+    result = run_snakemake(moved, "--cores", "2", "--summary")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = pd.read_csv(io.StringIO(result.stdout), sep="\t")
+    assert len(summary) > 40
+    stale = summary[~summary["status"].isin(["ok", "removed temp file"])]
+    assert stale.empty, stale[["output_file", "rule", "status"]].to_string()
+    assert set(summary["plan"]) == {"no update"}
 
 
 def test_variant_change_reruns_only_that_variant(workdir: Path) -> None:

@@ -19,8 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-import yaml
 
+from koqa.config import load_config
 from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
 from koqa.model.basemodel import build_tiny_llama, pretrain, train_bpe_tokenizer
 from koqa.score.metric import char_f1
@@ -57,8 +57,8 @@ ARCH = {
     "num_heads": 2,
     "max_position_embeddings": 256,
 }
-with open(Path(__file__).parents[1] / "config.yaml", encoding="utf-8") as _handle:
-    CONFIG = yaml.safe_load(_handle)
+# the embedded config as the tiny model gets it (its toy training settings merged in)
+CONFIG = load_config(Path(__file__).parents[1] / "config.yaml")
 
 
 def task_frame(n: int, seed: int, prefix: str) -> pd.DataFrame:

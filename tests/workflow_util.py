@@ -18,6 +18,7 @@ COPIED = [
     "koqa",
     "profiles",
     "tests/config",
+    "presets",
 ]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "tests/config/test.yaml"]
 

@@ -8,10 +8,15 @@ Duplicates: rows with the same cleaned context and question as an earlier row ar
 (``merge_duplicates``): dropped as ``duplicate`` (same answer) or ``conflicting_duplicate`` (another
 answer), with ``duplicate_of`` naming the row they were merged into. Conflicts are listed in the
 report whether or not duplicates are merged.
+
+Several sources (a ``source`` column, see :mod:`koqa.data.sources`): a capped source keeps at most
+its cap of the rows that survive the checks above, a sample seeded by id (independent of row order);
+the others are dropped as ``over_cap``. The report then also accounts for each source on its own.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -138,6 +143,31 @@ def _separate(out: pd.DataFrame, options: dict) -> tuple[pd.DataFrame, pd.DataFr
     return out[reason.isna()].drop(columns="duplicate_of"), dropped, conflicting
 
 
+def _over_cap(kept: pd.DataFrame, caps: Mapping[str, int], seed: int) -> pd.Series:
+    """Which kept rows a source's cap leaves out: all but the ``cap`` rows of the source whose
+    seeded hash of their id is smallest."""
+    over = pd.Series(False, index=kept.index)
+    for name, cap in caps.items():
+        rows = kept[kept["source"] == name]
+        rank = rows["id"].map(lambda i: hashlib.sha256(f"{seed}\0{i}".encode()).hexdigest())
+        over[rank.sort_values().index[cap:]] = True
+    return over
+
+
+def _source_report(frame: pd.DataFrame, kept: pd.DataFrame, dropped: pd.DataFrame) -> dict:
+    """Rows in, kept and dropped (by reason) of each source, in the sources' order."""
+    report = {}
+    for name in frame["source"].unique():
+        reasons = dropped.loc[dropped["source"] == name, "reason"]
+        report[name] = {
+            "rows_in": int((frame["source"] == name).sum()),
+            "rows_kept": int((kept["source"] == name).sum()),
+            "rows_dropped": len(reasons),
+            "dropped_by_reason": dict(Counter(reasons)),
+        }
+    return report
+
+
 def clean_synonyms(synonyms: Mapping[str, str], steps: list[tuple[str, Step]]) -> dict[str, str]:
     """The synonym table (variant -> canonical form) cleaned by the same steps as the text, so its
     entries match cleaned contexts and answers."""
@@ -149,10 +179,13 @@ def clean_table(
     options: dict,
     labelled: bool,
     synonyms: Mapping[str, str] | None = None,
+    caps: Mapping[str, int] | None = None,
+    seed: int = 0,
 ) -> CleanResult:
     """Clean one ingested table (``labelled``: a training table with answers to align).
 
-    ``synonyms`` (variant -> canonical form) is cleaned with the same steps as the text.
+    ``synonyms`` (variant -> canonical form) is cleaned with the same steps as the text. ``caps``:
+    the most rows each named source keeps, sampled with ``seed``.
     """
     steps = build_steps(options)
     out = frame.copy()
@@ -170,6 +203,10 @@ def clean_table(
         return CleanResult(out.drop(columns=["answer", "answer_start"]), out.iloc[:0], report)
 
     kept, dropped, conflicting = _separate(out, options)
+    if caps:
+        over = _over_cap(kept, caps, seed)
+        dropped = pd.concat([dropped, kept[over].assign(reason="over_cap")])
+        kept = kept[~over]
     raw = frame.loc[kept.index]
     starts = [
         _clean_offset(c, s, steps)
@@ -196,4 +233,6 @@ def clean_table(
         conflicting_duplicates=int(conflicting.sum()),
         conflicts=_conflicts(out, conflicting),
     )
+    if "source" in frame.columns:
+        report["sources"] = _source_report(frame, kept, dropped)
     return CleanResult(kept.reset_index(drop=True), dropped.reset_index(drop=True), report)
