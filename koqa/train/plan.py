@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 import transformers
-import yaml
 
+from koqa.config import load_config
 from koqa.files import write_csv
 from koqa.train.memory import (
     GiB,
@@ -40,19 +40,9 @@ TINY_MODEL_DIR = "results/model/base"  # where the base_model rule builds it
 
 
 def merged_config(configfiles: list[Path]) -> dict:
-    """``config.yaml`` with each file merged over it, nested keys one by one (as Snakemake does)."""
-
-    def merge(base: dict, override: dict) -> dict:
-        merged = dict(base)
-        for key, value in override.items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                value = merge(merged[key], value)
-            merged[key] = value
-        return merged
-
-    config = yaml.safe_load((CHECKOUT / "config.yaml").read_text(encoding="utf-8"))
-    for path in configfiles:
-        config = merge(config, yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+    """The effective config of ``snakemake --configfile FILES`` (see :func:`koqa.config.load_config`),
+    its variants checked."""
+    config = load_config(CHECKOUT / "config.yaml", *configfiles)
     check_all(config)
     return config
 
