@@ -243,6 +243,7 @@ def test_train_and_predict_jobs_take_a_hub_id(tiny_task: TinyTask, tmp_path: Pat
             "device": "cpu",
             "precision": "fp32",
             "trust_remote_code": False,
+            "dtype": "auto",
         },
     }
     steps = tmp_path / "steps.json"
