@@ -1,5 +1,5 @@
-# Prediction: batched greedy generation per variant and split, post-processing and snapping to the
-# context (decided per variant on validation), and the ensemble's majority vote.
+# Prediction: batched greedy generation per variant and split, post-processing (each step decided
+# per variant on validation), and the ensemble.
 
 from koqa.predict.ensemble import ensemble_members
 
@@ -55,12 +55,13 @@ rule answers_validation:
     input:
         generated="results/predictions/{variant}/validation.generated.csv",
         rows="results/data/split/validation.parquet",
-        # the gold answers as the grader has them, uncleaned
+        # the gold answers as the grader has them and the contexts as written, uncleaned
         raw="results/data/raw/train.parquet",
         synonyms=config["clean"]["synonyms"] or [],
     output:
         answers="results/predictions/{variant}/validation.csv",
-        snap="results/predictions/{variant}/snap.json",
+        # each post-processing step: F1 without and with it on validation, used or not
+        decisions="results/predictions/{variant}/postprocess.json",
     log:
         "results/logs/answers/{variant}/validation.log",
     conda:
@@ -69,7 +70,7 @@ rule answers_validation:
         # a function: a plain string param would have its {context} taken for a wildcard
         template=lambda wildcards: config["prompt"]["template"],
         clean=canonical(config["clean"]),
-        snap=config["predict"]["snap"],
+        policies=canonical(config["predict"]["postprocess"]),
         snap_min_f1=config["predict"]["snap_min_f1"],
     script:
         "../scripts/answers_validation.py"
@@ -79,7 +80,8 @@ rule answers_test:
     input:
         generated="results/predictions/{variant}/test.generated.csv",
         rows="results/data/clean/test.parquet",
-        snap="results/predictions/{variant}/snap.json",
+        raw="results/data/raw/test.parquet",
+        decisions="results/predictions/{variant}/postprocess.json",
         synonyms=config["clean"]["synonyms"] or [],
     output:
         "results/predictions/{variant}/test.csv",
