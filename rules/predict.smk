@@ -97,25 +97,47 @@ rule answers_test:
         "../scripts/answers_test.py"
 
 
-rule ensemble:
+rule ensemble_validation:
     input:
-        expand("results/predictions/{member}/{{split}}.csv", member=ENSEMBLE_MEMBERS),
+        answers=expand(
+            "results/predictions/{member}/validation.csv", member=ENSEMBLE_MEMBERS
+        ),
+        rows="results/data/split/validation.parquet",
+        raw="results/data/raw/train.parquet",
     output:
-        "results/predictions/ensemble/{split}.csv",
+        answers="results/predictions/ensemble/validation.csv",
+        # the members (and method) chosen on validation, and each round of the selection
+        decision="results/predictions/ensemble/ensemble.json",
     log:
-        "results/logs/ensemble/{split}.log",
-    wildcard_constraints:
-        split="validation|test",
+        "results/logs/ensemble/validation.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        members=ENSEMBLE_MEMBERS,
+        select=config["ensemble"]["select"],
+    script:
+        "../scripts/ensemble_validation.py"
+
+
+rule ensemble_test:
+    input:
+        answers=expand("results/predictions/{member}/test.csv", member=ENSEMBLE_MEMBERS),
+        decision="results/predictions/ensemble/ensemble.json",
+    output:
+        "results/predictions/ensemble/test.csv",
+    log:
+        "results/logs/ensemble/test.log",
     conda:
         "../envs/data.yaml"
     params:
         members=ENSEMBLE_MEMBERS,
     script:
-        "../scripts/ensemble.py"
+        "../scripts/ensemble_test.py"
 
 
 # Post-processing and the vote read and write small tables: they run where Snakemake runs.
 localrules:
     answers_validation,
     answers_test,
-    ensemble,
+    ensemble_validation,
+    ensemble_test,

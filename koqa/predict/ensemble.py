@@ -4,19 +4,28 @@ For each question every member casts its answer; answers that character F1 canno
 same characters in the same order after :func:`koqa.score.metric.normalize_answer`, spaces ignored:
 ``2015년 8월`` and ``2015년8월``) count as one. The answer with most votes wins. A tie is
 broken by the answer whose summed character F1 against all members' answers is highest, then by
-member order. Empty answers abstain (an answer is better than none); if every member is empty the
-ensemble's answer is empty too.
+member order. Answers that normalize to nothing (empty, ``?``, ``-``: they score 0 whatever the
+gold) abstain (an answer is better than none); if every member abstains the ensemble's answer is
+empty.
+
+Members are chosen on validation (``ensemble.select: greedy``) by greedy forward selection: start
+with the best member alone, then add, one at a time, the member whose addition gives the highest
+validation F1, while that F1 rises. Members vote in the order they were chosen, so ties go to the
+stronger one, and the ensemble is never worse than its best member on validation.
 
 The ensemble is scored, ranked and submittable like any variant, under the name ``ensemble``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+
 import pandas as pd
 
-from koqa.score.metric import answer_chars, char_f1
+from koqa.score.metric import answer_chars, char_f1, score
 
 NAME = "ensemble"
+SELECTIONS = ("greedy", "all")
 
 
 class EnsembleError(ValueError):
@@ -50,7 +59,7 @@ def ensemble_members(config: dict) -> list[str]:
 
 def vote(answers: list[str]) -> str:
     """The ensemble's answer from the members' answers (in member order); see the module docstring."""
-    cast = [answer for answer in answers if answer.strip()]
+    cast = [answer for answer in answers if answer_chars(answer)]
     if not cast:
         return ""
     groups: dict[str, list[str]] = {}
@@ -64,12 +73,18 @@ def vote(answers: list[str]) -> str:
     return max(tied, key=lambda answer: sum(char_f1(answer, other) for other in cast))
 
 
-def ensemble_answers(member_answers: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Vote row by row over the members' ``id,answer`` tables (keyed by variant; same ids, output in
-    the first member's order)."""
-    (first_name, first), *_ = member_answers.items()
-    columns = []
-    for name, frame in member_answers.items():
+# Member answers: variant -> (id -> answer), every member with the same ids.
+MemberAnswers = Mapping[str, Mapping[str, str]]
+# How a set of members (in order) answers: their names -> id -> answer.
+Combine = Callable[[list[str]], dict[str, str]]
+
+
+def member_answers(tables: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, str]]:
+    """``variant -> id -> answer`` of the members' ``id,answer`` tables (keyed by variant; same ids,
+    in the first member's order)."""
+    (first_name, first), *_ = tables.items()
+    answers = {}
+    for name, frame in tables.items():
         if frame["id"].duplicated().any():
             raise EnsembleError(f"ensemble member {name}: repeated ids")
         if set(frame["id"]) != set(first["id"]):
@@ -77,6 +92,74 @@ def ensemble_answers(member_answers: dict[str, pd.DataFrame]) -> pd.DataFrame:
             raise EnsembleError(
                 f"ensemble member {name}: ids differ from {first_name}'s, e.g. {differing[:5]}"
             )
-        columns.append(frame.set_index("id")["answer"].fillna("").astype(str))
-    answers = [vote([column[row_id] for column in columns]) for row_id in first["id"]]
-    return pd.DataFrame({"id": first["id"].tolist(), "answer": answers})
+        column = frame.set_index("id")["answer"].fillna("").astype(str)
+        answers[name] = {row_id: column[row_id] for row_id in first["id"]}
+    return answers
+
+
+def read_member_answers(names: Sequence[str], paths: Sequence[str]) -> dict[str, dict[str, str]]:
+    """:func:`member_answers` of the members' ``id,answer`` CSV files."""
+    return member_answers(
+        {
+            name: pd.read_csv(path, dtype=str, keep_default_na=False)
+            for name, path in zip(names, paths, strict=True)
+        }
+    )
+
+
+def voter(answers: MemberAnswers) -> Combine:
+    """The majority vote of any members of ``answers``, row by row."""
+
+    def combine(members: list[str]) -> dict[str, str]:
+        ids = answers[members[0]]
+        return {row_id: vote([answers[m][row_id] for m in members]) for row_id in ids}
+
+    return combine
+
+
+def select_members(
+    candidates: list[str], combine: Combine, gold: Mapping[str, str]
+) -> tuple[list[str], list[dict]]:
+    """Greedy forward selection on validation (module docstring): the chosen members, in the
+    order they were chosen, and each round's JSON-ready record (members tried, F1, EM)."""
+    scored = {name: score(combine([name]), gold) for name in candidates}
+    chosen = [max(candidates, key=lambda name: scored[name].f1)]  # the first of equals
+    best = scored[chosen[0]]
+    rounds = [{"members": list(chosen), "f1": best.f1, "em": best.em}]
+    while len(chosen) < len(candidates):
+        trials = {
+            name: score(combine([*chosen, name]), gold) for name in candidates if name not in chosen
+        }
+        name = max(trials, key=lambda n: trials[n].f1)
+        rounds.append({"members": [*chosen, name], "f1": trials[name].f1, "em": trials[name].em})
+        if trials[name].f1 <= best.f1:
+            break
+        chosen.append(name)
+        best = trials[name]
+    return chosen, rounds
+
+
+def choose_ensemble(
+    candidates: list[str], combines: Mapping[str, Combine], gold: Mapping[str, str], select: str
+) -> dict:
+    """Decide the ensemble on validation: for each method (name -> :data:`Combine`), its members
+    (``select``: ``greedy``, :func:`select_members`; ``all``: every candidate, in order) and their
+    validation F1; then the method with the highest F1 (the first of equals). Returns the
+    JSON-ready record: ``method``, ``members``, and each method's members, F1, EM and rounds."""
+    if select not in SELECTIONS:
+        raise EnsembleError(f"ensemble.select: {select!r} is not one of {SELECTIONS}")
+    methods = {}
+    for method, combine in combines.items():
+        members, rounds = (
+            select_members(candidates, combine, gold) if select == "greedy" else (candidates, [])
+        )
+        result = score(combine(members), gold)
+        methods[method] = {"members": members, "f1": result.f1, "em": result.em, "rounds": rounds}
+    method = max(methods, key=lambda name: methods[name]["f1"])
+    return {
+        "select": select,
+        "candidates": list(candidates),
+        "method": method,
+        "members": methods[method]["members"],
+        "methods": methods,
+    }
