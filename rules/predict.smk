@@ -1,9 +1,12 @@
 # Prediction: batched greedy generation per variant and split, post-processing (each step decided
-# per variant on validation), and the ensemble.
+# per variant on validation), and the ensemble (members, and vote or likelihood, chosen on
+# validation).
 
 from koqa.predict.ensemble import ensemble_members
 
 ENSEMBLE_MEMBERS = ensemble_members(config)
+# the members' likelihoods of each other's answers, when the likelihood ensemble may be chosen
+LIKELIHOODS = ENSEMBLE_MEMBERS if config["ensemble"]["method"] != "vote" else []
 # Everything that gets scored, ranked and may be submitted: the variants and the ensemble (named
 # "ensemble", koqa.predict.ensemble.NAME).
 SCORED = [*VARIANTS, "ensemble"] if ENSEMBLE_MEMBERS else VARIANTS
@@ -97,10 +100,52 @@ rule answers_test:
         "../scripts/answers_test.py"
 
 
+rule likelihood:
+    input:
+        adapter="results/adapters/{variant}",
+        shards="results/data/shards/{split}",
+        rows=split_table,
+        answers=expand(
+            "results/predictions/{member}/{{split}}.csv", member=ENSEMBLE_MEMBERS
+        ),
+        model=model_input,
+        download=download_input,
+    output:
+        "results/predictions/{variant}/{split}.likelihood.parquet",
+    log:
+        "results/logs/likelihood/{variant}/{split}.log",
+    benchmark:
+        "results/benchmarks/likelihood/{variant}/{split}.tsv"
+    wildcard_constraints:
+        variant=one_of(LIKELIHOODS),
+        split="validation|test",
+    conda:
+        "../envs/model.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=uses_gpu,
+    params:
+        model=MODEL,
+        members=ENSEMBLE_MEMBERS,
+        # functions: a plain string param would have its {context} taken for a wildcard
+        prompt=lambda wildcards: canonical(config["prompt"]),
+        clean=canonical(config["clean"]),
+        device=lambda wildcards: variant_settings(wildcards)["device"],
+        precision=lambda wildcards: variant_settings(wildcards)["precision"],
+        trust_remote_code=config["model"]["trust_remote_code"],
+        dtype=config["model"]["dtype"],
+    script:
+        "../scripts/likelihood.py"
+
+
 rule ensemble_validation:
     input:
         answers=expand(
             "results/predictions/{member}/validation.csv", member=ENSEMBLE_MEMBERS
+        ),
+        likelihoods=expand(
+            "results/predictions/{member}/validation.likelihood.parquet",
+            member=LIKELIHOODS,
         ),
         rows="results/data/split/validation.parquet",
         raw="results/data/raw/train.parquet",
@@ -114,6 +159,7 @@ rule ensemble_validation:
         "../envs/data.yaml"
     params:
         members=ENSEMBLE_MEMBERS,
+        method=config["ensemble"]["method"],
         select=config["ensemble"]["select"],
     script:
         "../scripts/ensemble_validation.py"
@@ -122,6 +168,9 @@ rule ensemble_validation:
 rule ensemble_test:
     input:
         answers=expand("results/predictions/{member}/test.csv", member=ENSEMBLE_MEMBERS),
+        likelihoods=expand(
+            "results/predictions/{member}/test.likelihood.parquet", member=LIKELIHOODS
+        ),
         decision="results/predictions/ensemble/ensemble.json",
     output:
         "results/predictions/ensemble/test.csv",
@@ -131,6 +180,7 @@ rule ensemble_test:
         "../envs/data.yaml"
     params:
         members=ENSEMBLE_MEMBERS,
+        method=config["ensemble"]["method"],
     script:
         "../scripts/ensemble_test.py"
 

@@ -3,14 +3,18 @@ validation (ensemble.json)."""
 
 from koqa.files import read_json, write_csv
 from koqa.predict.answers import answer_frame
-from koqa.predict.ensemble import read_member_answers, voter
+from koqa.predict.ensemble import load_combines
 from koqa.runtime import configure_job, job_log
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
     decision = read_json(snakemake.input.decision)
-    answers = read_member_answers(snakemake.params.members, snakemake.input.answers)
-    combines = {"vote": voter(answers)}
+    combines = load_combines(
+        snakemake.params.method,
+        snakemake.params.members,
+        snakemake.input.answers,
+        snakemake.input.likelihoods,
+    )
     result = combines[decision["method"]](decision["members"])
     write_csv(answer_frame(result), snakemake.output[0])
     log.info(

@@ -7,6 +7,8 @@ from koqa.predict.ensemble import (
     EnsembleError,
     choose_ensemble,
     ensemble_members,
+    ensemble_methods,
+    likelihood_chooser,
     member_answers,
     select_members,
     vote,
@@ -113,6 +115,46 @@ def test_choose_ensemble_records_each_method_and_picks_the_best() -> None:
     assert everyone["methods"]["vote"]["f1"] < 0.8
     with pytest.raises(EnsembleError, match=r"ensemble\.select: 'some'"):
         choose_ensemble(list(ANSWERS), combines, GOLD, "some")
+
+
+def test_likelihood_picks_the_candidate_the_members_find_most_likely() -> None:
+    answers = {
+        "a": {"q1": "990억 원", "q2": "?", "q3": "서울"},
+        "b": {"q1": "990억", "q2": "천안", "q3": "부산"},
+        "c": {"q1": "990억", "q2": "-", "q3": "부산"},
+    }
+    likelihoods = {  # the members' mean log-probability of each row's candidates
+        "a": {("q1", "990억 원"): -0.1, ("q1", "990억"): -2.0, ("q2", "천안"): -3.0,
+              ("q3", "서울"): -1.0, ("q3", "부산"): -1.0},
+        "b": {("q1", "990억 원"): -0.5, ("q1", "990억"): -0.4, ("q2", "천안"): -2.5,
+              ("q3", "서울"): -2.0, ("q3", "부산"): -2.0},
+        "c": {("q1", "990억 원"): -0.9, ("q1", "990억"): -0.3, ("q2", "천안"): -9.0,
+              ("q3", "서울"): -0.5, ("q3", "부산"): -0.5},
+    }  # fmt: skip
+    choose = likelihood_chooser(answers, likelihoods)
+    # q1: two votes for "990억", but "990억 원" has the higher mean (-0.5 against -0.9); q2: the
+    # only answer that does not abstain; q3: equal likelihoods, the earliest member's answer
+    assert choose(["a", "b", "c"]) == {"q1": "990억 원", "q2": "천안", "q3": "서울"}
+    assert choose(["c", "b"]) == {"q1": "990억", "q2": "천안", "q3": "부산"}
+    assert choose(["a"]) == {"q1": "990억 원", "q2": "", "q3": "서울"}
+    assert voter(answers)(["a", "b", "c"])["q1"] == "990억"
+
+
+def test_the_method_setting_offers_vote_likelihood_or_both() -> None:
+    answers = {"a": {"q1": "x"}, "b": {"q1": "y"}}
+    likelihoods = {
+        "a": {("q1", "x"): -1.0, ("q1", "y"): -0.5},
+        "b": {("q1", "x"): -1.0, ("q1", "y"): -0.5},
+    }
+    assert list(ensemble_methods("auto", answers, likelihoods)) == ["vote", "likelihood"]
+    assert list(ensemble_methods("vote", answers, None)) == ["vote"]
+    assert ensemble_methods("likelihood", answers, likelihoods)["likelihood"](["a", "b"]) == {
+        "q1": "y"
+    }
+    with pytest.raises(EnsembleError, match="needs the members' likelihoods"):
+        ensemble_methods("auto", answers, None)
+    with pytest.raises(EnsembleError, match=r"ensemble\.method: 'mean'"):
+        ensemble_methods("mean", answers, likelihoods)
 
 
 def _config(members: object, variants: tuple[str, ...] = ("zeroshot", "lora", "full")) -> dict:

@@ -8,6 +8,12 @@ member order. Answers that normalize to nothing (empty, ``?``, ``-``: they score
 gold) abstain (an answer is better than none); if every member abstains the ensemble's answer is
 empty.
 
+The likelihood ensemble (``ensemble.method: likelihood``) picks, for each question, among the
+distinct answers of its members (those that do not abstain), the one the members find most likely:
+the highest mean over members of each member's mean log-probability per answer token
+(:mod:`koqa.predict.likelihood`); ties go to the earliest member's answer. With ``auto`` both are
+built and the one with the higher validation F1 is used.
+
 Members are chosen on validation (``ensemble.select: greedy``) by greedy forward selection: start
 with the best member alone, then add, one at a time, the member whose addition gives the highest
 validation F1, while that F1 rises. Members vote in the order they were chosen, so ties go to the
@@ -26,6 +32,7 @@ from koqa.score.metric import answer_chars, char_f1, score
 
 NAME = "ensemble"
 SELECTIONS = ("greedy", "all")
+METHODS = ("vote", "likelihood", "auto")
 
 
 class EnsembleError(ValueError):
@@ -75,6 +82,8 @@ def vote(answers: list[str]) -> str:
 
 # Member answers: variant -> (id -> answer), every member with the same ids.
 MemberAnswers = Mapping[str, Mapping[str, str]]
+# Likelihood scores: variant -> (id, candidate answer) -> mean log-probability per answer token.
+Likelihoods = Mapping[str, Mapping[tuple[str, str], float]]
 # How a set of members (in order) answers: their names -> id -> answer.
 Combine = Callable[[list[str]], dict[str, str]]
 
@@ -115,6 +124,51 @@ def voter(answers: MemberAnswers) -> Combine:
         return {row_id: vote([answers[m][row_id] for m in members]) for row_id in ids}
 
     return combine
+
+
+def likelihood_chooser(answers: MemberAnswers, likelihoods: Likelihoods) -> Combine:
+    """For any members of ``answers``, row by row: their candidate the members find most likely."""
+
+    def combine(members: list[str]) -> dict[str, str]:
+        result = {}
+        for row_id in answers[members[0]]:
+            cast = dict.fromkeys(
+                answers[m][row_id] for m in members if answer_chars(answers[m][row_id])
+            )
+            result[row_id] = max(
+                cast,
+                key=lambda answer: sum(likelihoods[m][(row_id, answer)] for m in members),
+                default="",
+            )
+        return result
+
+    return combine
+
+
+def read_likelihoods(names: Sequence[str], paths: Sequence[str]) -> dict[str, dict]:
+    """:data:`Likelihoods` from the members' likelihood tables (``id, candidate, logprob``)."""
+    likelihoods = {}
+    for name, path in zip(names, paths, strict=True):
+        table = pd.read_parquet(path, columns=["id", "candidate", "logprob"])
+        keys = zip(table["id"], table["candidate"], strict=True)
+        likelihoods[name] = dict(zip(keys, table["logprob"].tolist(), strict=True))
+    return likelihoods
+
+
+def ensemble_methods(
+    method: str, answers: MemberAnswers, likelihoods: Likelihoods | None
+) -> dict[str, Combine]:
+    """The ways to combine members that ``ensemble.method`` lets validation choose from."""
+    if method not in METHODS:
+        raise EnsembleError(f"ensemble.method: {method!r} is not one of {METHODS}")
+    combines = {}
+    if method in ("vote", "auto"):
+        combines["vote"] = voter(answers)
+    if method in ("likelihood", "auto"):
+        if likelihoods is None:
+            raise EnsembleError(f"ensemble.method: {method} needs the members' likelihoods")
+        combines["likelihood"] = likelihood_chooser(answers, likelihoods)
+    return combines
 
 
 def select_members(
@@ -163,3 +217,14 @@ def choose_ensemble(
         "members": methods[method]["members"],
         "methods": methods,
     }
+
+
+def load_combines(
+    method: str,
+    members: Sequence[str],
+    answer_paths: Sequence[str],
+    likelihood_paths: Sequence[str],
+) -> dict[str, Combine]:
+    """:func:`ensemble_methods` of the members' answer files and likelihood tables (none: [])."""
+    likelihoods = read_likelihoods(members, likelihood_paths) if likelihood_paths else None
+    return ensemble_methods(method, read_member_answers(members, answer_paths), likelihoods)
