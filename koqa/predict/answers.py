@@ -149,7 +149,7 @@ def post_steps(
 
 def row_contexts(rows: pd.DataFrame, raw: pd.DataFrame) -> dict[str, Contexts]:
     """``id -> Contexts`` of a split's cleaned ``rows`` and the ingested, uncleaned ``raw`` table."""
-    written = raw.set_index("id")["context"]
+    written = raw.set_index("id")["context"].fillna("")
     unknown = sorted(set(rows["id"]) - set(written.index))
     if unknown:
         raise ValueError(f"rows with no raw row to take the written context from: {unknown[:5]}")
@@ -169,6 +169,7 @@ def cut_answers(generated: pd.DataFrame, template: str) -> dict[str, str]:
 
 
 def _apply(step: PostStep, answers: Mapping[str, str], contexts: Mapping[str, Contexts]) -> dict:
+    """``id -> answer`` after one step (every answer needs its row's contexts)."""
     unknown = sorted(set(answers) - set(contexts))
     if unknown:
         raise ValueError(f"generated answers for ids with no context row: {unknown[:5]}")
