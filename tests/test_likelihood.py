@@ -14,15 +14,17 @@ from tiny_task import ARCH
 from transformers import PreTrainedTokenizerFast
 
 from koqa.data.prompt import build_layout
-from koqa.data.shards import IGNORE_INDEX, encode_rows
+from koqa.data.shards import IGNORE_INDEX, encode_rows, write_shards
 from koqa.data.tokenizer import load_text_tokenizer
-from koqa.model.adapters import trainable_model
+from koqa.files import write_json
+from koqa.model.adapters import MANIFEST, trainable_model
 from koqa.model.basemodel import build_tiny_llama
 from koqa.predict.likelihood import (
     candidate_table,
     check_prompts,
     encode_candidates,
     mean_logprobs,
+    run_likelihood,
 )
 from koqa.train.variants import resolve_variant
 
@@ -136,3 +138,69 @@ def test_candidates_are_each_members_distinct_answers_encoded_as_validation_targ
     shards.loc[1, "input_ids"] = shards.loc[1, "input_ids"][::-1].copy()
     with pytest.raises(ValueError, match="row q2: the candidate's prompt differs"):
         check_prompts(encoded, table["id"].tolist(), shards)
+
+
+def test_the_job_writes_each_candidates_score_in_table_order(
+    tokenizer_dir: Path, tmp_path: Path
+) -> None:
+    """The whole job on a saved tiny Llama and split shards: every (id, candidate) gets the score
+    of its own prompt and candidate alone, whatever order the batches ran in."""
+    base_dir, variant_dir = tmp_path / "base", tmp_path / "variant"
+    model = _model(tokenizer_dir, "zeroshot")
+    model.save_pretrained(base_dir, safe_serialization=True)
+    PreTrainedTokenizerFast.from_pretrained(tokenizer_dir).save_pretrained(base_dir)
+    variant_dir.mkdir()
+    write_json({"variant": "zeroshot", "method": "zeroshot"}, variant_dir / MANIFEST)
+    tokenizer = load_text_tokenizer(base_dir)
+    prompt = {
+        "template": TEMPLATE,
+        "chat_template": False,
+        "system": None,
+        "chat_template_kwargs": {},
+        "max_seq_len": 256,
+    }
+    layout = build_layout(TEMPLATE, tokenizer)
+    rows = pd.DataFrame(
+        {
+            "id": ["q1", "q2", "q3"],
+            "context": [
+                "한빛전자는 올해 1분기 영업이익이 3,500억 원으로 집계됐다고 밝혔다.",
+                "세종바이오의 신임 대표로 김민수 대표가 선임되었다.",
+                "미래금융은 2024년 3월 부산에서 공급계약을 체결했다.",
+            ],
+            "question": ["얼마인가?", "누가", "언제 어디서"],
+        }
+    )
+    shard_dir = tmp_path / "shards"
+    write_shards(encode_rows(rows, tokenizer, layout, 256), shard_dir, 2, {})
+    members = [
+        {"q1": "3,500억 원", "q2": "김민수", "q3": "2024년 3월 부산에서 공급계약을 체결했다"},
+        {"q1": "1분기", "q2": "-", "q3": "부산"},
+    ]
+    out = tmp_path / "scores.parquet"
+    result = run_likelihood(
+        variant_dir=variant_dir,
+        base_dir=base_dir,
+        rows=rows,
+        shard_dir=shard_dir,
+        answers=members,
+        prompt=prompt,
+        clean_options=CONFIG["clean"],
+        out_path=out,
+        batch_size=2,
+        device="cpu",
+        precision="fp32",
+    )
+    assert pd.read_parquet(out).equals(result)
+    assert result[["id", "candidate"]].values.tolist() == [
+        ["q1", "3,500억 원"], ["q1", "1분기"], ["q2", "김민수"],
+        ["q3", "2024년 3월 부산에서 공급계약을 체결했다"], ["q3", "부산"],
+    ]  # fmt: skip
+    frame = rows.set_index("id")
+    for row in result.itertuples():
+        prompt_text = layout.prompt_text(frame.at[row.id, "context"], frame.at[row.id, "question"])
+        prompt_ids = tokenizer.tokenizer.encode(prompt_text).ids
+        whole = tokenizer.tokenizer.encode(prompt_text + layout.target_text(row.candidate)).ids
+        candidate_ids = whole[len(prompt_ids) :] + list(layout.end_ids)
+        assert row.tokens == len(candidate_ids)
+        assert abs(row.logprob - _alone(model, prompt_ids, candidate_ids)) < TOLERANCE

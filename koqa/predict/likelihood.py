@@ -141,20 +141,22 @@ def run_likelihood(
         table, tokenizer, layout_from_config(prompt, tokenizer), prompt["max_seq_len"]
     )
     check_prompts(encoded, table["id"].tolist(), read_shards(shard_dir)[0])
-    model = prepare_for_inference(
-        load_variant(
-            variant_dir, base_dir, device, trust_remote_code, precision=precision, dtype=dtype
+    scores = np.zeros(0)
+    if len(table):  # every member may abstain everywhere: then there is nothing to load
+        model = prepare_for_inference(
+            load_variant(
+                variant_dir, base_dir, device, trust_remote_code, precision=precision, dtype=dtype
+            )
         )
-    )
-    pad_id = model.config.pad_token_id
-    scores = mean_logprobs(
-        model,
-        encoded,
-        tokenizer.eos_id if pad_id is None else pad_id,
-        batch_size,
-        device,
-        precision,
-    )
+        pad_id = model.config.pad_token_id
+        scores = mean_logprobs(
+            model,
+            encoded,
+            tokenizer.eos_id if pad_id is None else pad_id,
+            batch_size,
+            device,
+            precision,
+        )
     result = pd.DataFrame(
         {
             "id": table["id"],
