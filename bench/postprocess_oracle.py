@@ -40,7 +40,7 @@ def main() -> None:
     gold = {row_id: str(written.at[row_id, "answer"]) for row_id in ids}
     steps = post_steps({}, config["clean"], config["predict"]["snap_min_f1"])
     started = time.perf_counter()
-    final, records = decide_steps(answers, contexts, gold, dict.fromkeys(STEPS, "auto"), steps)
+    _, records = decide_steps(answers, contexts, gold, dict.fromkeys(STEPS, "auto"), steps)
     seconds = time.perf_counter() - started
     print(f"{args.train_file.name}: {len(ids)} rows kept of {len(raw)}; steps took {seconds:.1f} s")
     for r in records:
