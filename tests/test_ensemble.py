@@ -140,13 +140,34 @@ def test_likelihood_picks_the_candidate_the_members_find_most_likely() -> None:
     assert voter(answers)(["a", "b", "c"])["q1"] == "990억"
 
 
+def test_both_is_the_vote_with_ties_broken_by_likelihood() -> None:
+    # one vote each: by summed character F1 "새봄제약" wins (closest to the others); the members
+    # find "누리바이오" most likely; a majority stays a majority whatever the likelihoods
+    answers = {
+        "a": {"q1": "새봄제약", "q2": "천안"},
+        "b": {"q1": "새봄제약 주식회사", "q2": "천안"},
+        "c": {"q1": "누리바이오", "q2": "서울"},
+    }
+    likelihoods = {
+        name: {("q1", "새봄제약"): -2.0, ("q1", "새봄제약 주식회사"): -3.0, ("q1", "누리바이오"): -0.5,
+               ("q2", "천안"): -4.0, ("q2", "서울"): -0.1}
+        for name in answers
+    }  # fmt: skip
+    assert voter(answers)(["a", "b", "c"]) == {"q1": "새봄제약", "q2": "천안"}
+    both = ensemble_methods("both", answers, likelihoods)
+    assert list(both) == ["both"]
+    assert both["both"](["a", "b", "c"]) == {"q1": "누리바이오", "q2": "천안"}
+    likely = likelihood_chooser(answers, likelihoods)(["a", "b", "c"])
+    assert likely == {"q1": "누리바이오", "q2": "서울"}
+
+
 def test_the_method_setting_offers_vote_likelihood_or_both() -> None:
     answers = {"a": {"q1": "x"}, "b": {"q1": "y"}}
     likelihoods = {
         "a": {("q1", "x"): -1.0, ("q1", "y"): -0.5},
         "b": {("q1", "x"): -1.0, ("q1", "y"): -0.5},
     }
-    assert list(ensemble_methods("auto", answers, likelihoods)) == ["vote", "likelihood"]
+    assert list(ensemble_methods("auto", answers, likelihoods)) == ["vote", "likelihood", "both"]
     assert list(ensemble_methods("vote", answers, None)) == ["vote"]
     assert ensemble_methods("likelihood", answers, likelihoods)["likelihood"](["a", "b"]) == {
         "q1": "y"

@@ -11,8 +11,9 @@ empty.
 The likelihood ensemble (``ensemble.method: likelihood``) picks, for each question, among the
 distinct answers of its members (those that do not abstain), the one the members find most likely:
 the highest mean over members of each member's mean log-probability per answer token
-(:mod:`koqa.predict.likelihood`); ties go to the earliest member's answer. With ``auto`` both are
-built and the one with the higher validation F1 is used.
+(:mod:`koqa.predict.likelihood`); ties go to the earliest member's answer. ``both`` is the vote
+with ties broken by that likelihood instead of character F1. With ``auto`` all three are built and
+the one with the highest validation F1 is used (the first of equals, in that order).
 
 Members are chosen on validation (``ensemble.select: greedy``) by greedy forward selection: start
 with the best member alone, then add, one at a time, the member whose addition gives the highest
@@ -32,7 +33,7 @@ from koqa.score.metric import answer_chars, char_f1, score
 
 NAME = "ensemble"
 SELECTIONS = ("greedy", "all")
-METHODS = ("vote", "likelihood", "auto")
+METHODS = ("vote", "likelihood", "both", "auto")
 
 
 class EnsembleError(ValueError):
@@ -64,8 +65,9 @@ def ensemble_members(config: dict) -> list[str]:
     return members if enabled else []
 
 
-def vote(answers: list[str]) -> str:
-    """The ensemble's answer from the members' answers (in member order); see the module docstring."""
+def vote(answers: list[str], tie_break: Callable[[str], float] | None = None) -> str:
+    """The ensemble's answer from the members' answers (in member order); see the module docstring.
+    ``tie_break`` (an answer's score, e.g. its likelihood) replaces the summed character F1."""
     cast = [answer for answer in answers if answer_chars(answer)]
     if not cast:
         return ""
@@ -77,7 +79,9 @@ def vote(answers: list[str]) -> str:
     if len(tied) == 1:
         return tied[0]
     # max() keeps the first of equal keys: the earliest member's answer wins a remaining tie.
-    return max(tied, key=lambda answer: sum(char_f1(answer, other) for other in cast))
+    return max(
+        tied, key=tie_break or (lambda answer: sum(char_f1(answer, other) for other in cast))
+    )
 
 
 # Member answers: variant -> (id -> answer), every member with the same ids.
@@ -116,14 +120,27 @@ def read_member_answers(names: Sequence[str], paths: Sequence[str]) -> dict[str,
     )
 
 
-def voter(answers: MemberAnswers) -> Combine:
-    """The majority vote of any members of ``answers``, row by row."""
+def voter(answers: MemberAnswers, likelihoods: Likelihoods | None = None) -> Combine:
+    """The majority vote of any members of ``answers``, row by row; with ``likelihoods``, a tie
+    goes to the answer the members find most likely (the method ``both``)."""
 
     def combine(members: list[str]) -> dict[str, str]:
-        ids = answers[members[0]]
-        return {row_id: vote([answers[m][row_id] for m in members]) for row_id in ids}
+        result = {}
+        for row_id in answers[members[0]]:
+            tie_break = (
+                None if likelihoods is None else _likelihood_of(likelihoods, members, row_id)
+            )
+            result[row_id] = vote([answers[m][row_id] for m in members], tie_break)
+        return result
 
     return combine
+
+
+def _likelihood_of(
+    likelihoods: Likelihoods, members: list[str], row_id: str
+) -> Callable[[str], float]:
+    """An answer's summed likelihood under ``members`` (their mean, times their count)."""
+    return lambda answer: sum(likelihoods[m][(row_id, answer)] for m in members)
 
 
 def likelihood_chooser(answers: MemberAnswers, likelihoods: Likelihoods) -> Combine:
@@ -135,11 +152,7 @@ def likelihood_chooser(answers: MemberAnswers, likelihoods: Likelihoods) -> Comb
             cast = dict.fromkeys(
                 answers[m][row_id] for m in members if answer_chars(answers[m][row_id])
             )
-            result[row_id] = max(
-                cast,
-                key=lambda answer: sum(likelihoods[m][(row_id, answer)] for m in members),
-                default="",
-            )
+            result[row_id] = max(cast, key=_likelihood_of(likelihoods, members, row_id), default="")
         return result
 
     return combine
@@ -164,10 +177,12 @@ def ensemble_methods(
     combines = {}
     if method in ("vote", "auto"):
         combines["vote"] = voter(answers)
+    if method != "vote" and likelihoods is None:
+        raise EnsembleError(f"ensemble.method: {method} needs the members' likelihoods")
     if method in ("likelihood", "auto"):
-        if likelihoods is None:
-            raise EnsembleError(f"ensemble.method: {method} needs the members' likelihoods")
         combines["likelihood"] = likelihood_chooser(answers, likelihoods)
+    if method in ("both", "auto"):
+        combines["both"] = voter(answers, likelihoods)
     return combines
 
 
