@@ -31,7 +31,9 @@ rule leaderboard:
         timings=expand(
             "results/predictions/{variant}/validation.timing.json", variant=VARIANTS
         ),
-        snaps=expand("results/predictions/{variant}/snap.json", variant=VARIANTS),
+        decisions=expand(
+            "results/predictions/{variant}/postprocess.json", variant=VARIANTS
+        ),
     output:
         "results/leaderboard.tsv",
     log:

@@ -1,29 +1,41 @@
-"""Rule answers_validation: post-process one variant's validation generations and decide, against
-the raw gold answers, whether snapping to the context raises F1."""
+"""Rule answers_validation: post-process one variant's validation generations, deciding each step
+(koqa.predict.answers.STEPS) against the raw gold answers, and record the decisions."""
 
 import pandas as pd
 
 from koqa.data.synonyms import load_synonyms
 from koqa.files import write_csv, write_json
-from koqa.predict.answers import snap_aligner, validation_answers
+from koqa.predict.answers import (
+    answer_frame,
+    cut_answers,
+    decide_steps,
+    post_steps,
+    row_contexts,
+)
 from koqa.runtime import configure_job, job_log
 from koqa.score.evaluation import raw_gold
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
     rows = pd.read_parquet(snakemake.input.rows)
-    answers, decision = validation_answers(
-        pd.read_csv(snakemake.input.generated, dtype=str, keep_default_na=False),
-        rows,
-        raw_gold(rows, pd.read_parquet(snakemake.input.raw, columns=["id", "answer"])),
-        template=snakemake.params.template,
-        policy=snakemake.params.snap,
-        aligner=snap_aligner(
+    raw = pd.read_parquet(snakemake.input.raw, columns=["id", "context", "answer"])
+    answers, records = decide_steps(
+        cut_answers(
+            pd.read_csv(snakemake.input.generated, dtype=str, keep_default_na=False),
+            snakemake.params.template,
+        ),
+        row_contexts(rows, raw),
+        raw_gold(rows, raw),
+        snakemake.params.policies,
+        post_steps(
             load_synonyms(snakemake.input.synonyms or None),
             snakemake.params.clean,
             snakemake.params.snap_min_f1,
         ),
     )
-    write_csv(answers, snakemake.output.answers)
-    write_json({"variant": snakemake.wildcards.variant, **decision}, snakemake.output.snap)
-    log.info("snapping on validation: %s", decision)
+    write_csv(answer_frame(answers), snakemake.output.answers)
+    write_json(
+        {"variant": snakemake.wildcards.variant, "steps": records}, snakemake.output.decisions
+    )
+    for record in records:
+        log.info("post-processing on validation: %s", record)

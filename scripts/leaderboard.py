@@ -9,20 +9,22 @@ configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
     scores = {record["variant"]: record for record in map(read_json, snakemake.input.scores)}
     costs = {}
-    for variant, summary, timing, snap in zip(
+    for variant, summary, timing, decisions in zip(
         snakemake.params.variants,
         map(read_json, snakemake.input.summaries),
         map(read_json, snakemake.input.timings),
-        map(read_json, snakemake.input.snaps),
+        map(read_json, snakemake.input.decisions),
         strict=True,
     ):
+        steps = {record["step"]: record for record in decisions["steps"]}
         costs[variant] = {
             "method": summary["method"],
             "train_seconds": summary["train_seconds"],
             "predict_seconds": timing["seconds"],
-            "snap": snap["used"],
-            "f1_unsnapped": snap["f1_unsnapped"],
-            "f1_snapped": snap["f1_snapped"],
+            "postprocess": "+".join(name for name, r in steps.items() if r["used"]) or "none",
+            "snap": steps["snap"]["used"],
+            "f1_unsnapped": steps["snap"]["f1_without"],
+            "f1_snapped": steps["snap"]["f1_with"],
         }
     members = snakemake.params.ensemble_members
     if members:  # the ensemble costs what its members cost together

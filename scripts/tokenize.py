@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pyarrow.compute as pc
 
-from koqa.data.prompt import build_layout
+from koqa.data.prompt import layout_from_config
 from koqa.data.shards import encode_split, write_shards
 from koqa.data.tokenizer import load_text_tokenizer
 from koqa.files import write_parquet
@@ -23,13 +23,7 @@ with job_log(snakemake.log[0]) as log:
         )
     )
     prompt = snakemake.params.prompt
-    layout = build_layout(
-        prompt["template"],
-        tokenizer,
-        prompt["chat_template"],
-        prompt["system"],
-        prompt["chat_template_kwargs"],
-    )
+    layout = layout_from_config(prompt, tokenizer)
     split = snakemake.wildcards.split
     encoded = encode_split(
         pd.read_parquet(snakemake.input.rows), tokenizer, layout, prompt["max_seq_len"], split

@@ -1,4 +1,4 @@
-"""From generated text to the scored answer: post-processing, snapping, and the per-variant decision."""
+"""From generated text to the scored answer: post-processing steps and the per-variant decisions."""
 
 from pathlib import Path
 
@@ -8,13 +8,18 @@ import yaml
 
 from koqa.data.align import Aligner
 from koqa.predict.answers import (
-    clean_answer,
-    final_answers,
+    STEPS,
+    Contexts,
+    apply_steps,
+    cut_answer,
+    decide_steps,
+    post_steps,
     prompt_markers,
+    row_contexts,
     snap_aligner,
-    snap_decision,
     snap_to_context,
-    validation_answers,
+    strip_trailing_period,
+    strip_wrappers,
 )
 
 CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text(encoding="utf-8"))
@@ -32,6 +37,18 @@ def test_markers_come_from_the_template() -> None:
     [
         (" 990억 원\n질문: 또", "990억 원"),
         ("이하준 질문: 누가", "이하준"),
+        ("답변: 평택", ""),
+        ("「타임」 ", "「타임」"),
+        ("", ""),
+    ],
+)
+def test_cut_answer(raw: str, expected: str) -> None:
+    assert cut_answer(raw, MARKERS) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
         ("「타임」", "타임"),
         ("“타임”", "타임"),
         ("'새봄제약'.", "새봄제약"),
@@ -41,13 +58,18 @@ def test_markers_come_from_the_template() -> None:
         ("(주)한빛(주)", "(주)한빛(주)"),
         ("((주)한빛)", "(주)한빛"),
         ('["천안"]', "천안"),
-        ("38.9%.", "38.9%"),
-        ("답변: 평택", ""),
+        ("38.9%.", "38.9%."),  # the trailing period is a step of its own
         ("", ""),
     ],
 )
-def test_clean_answer(raw: str, expected: str) -> None:
-    assert clean_answer(raw, MARKERS) == expected
+def test_strip_wrappers(raw: str, expected: str) -> None:
+    assert strip_wrappers(raw) == expected
+
+
+def test_strip_trailing_period() -> None:
+    assert strip_trailing_period("38.9%.") == "38.9%"
+    assert strip_trailing_period("타임。 ") == "타임"
+    assert strip_trailing_period("3.5") == "3.5"
 
 
 CONTEXT = "누리바이오는 2024년 7월 새봄제약에 990억 원 규모의 항체 치료제를 공급한다."
@@ -67,40 +89,6 @@ def test_snap_to_context(answer: str, expected: str) -> None:
     assert snap_to_context(answer, CONTEXT, Aligner(min_f1=0.5)) == expected
 
 
-def test_auto_snaps_only_when_validation_f1_rises() -> None:
-    gold = {"a": "새봄제약", "b": "990억 원"}
-    plain = {"a": "새봄재약", "b": "990억 원"}
-    better = {"a": "새봄제약", "b": "990억 원"}
-    worse = {"a": "새봄", "b": "990억 원"}
-    assert snap_decision(plain, better, gold, "auto")["used"] is True
-    decision = snap_decision(plain, worse, gold, "auto")
-    assert decision["used"] is False
-    assert decision["f1_snapped"] < decision["f1_unsnapped"]
-    assert decision["changed"] == 1
-    assert snap_decision(plain, worse, gold, "always")["used"] is True
-    assert snap_decision(plain, better, gold, "never")["used"] is False
-    with pytest.raises(ValueError, match=r"predict\.snap"):
-        snap_decision(plain, better, gold, "sometimes")
-
-
-def test_validation_decides_and_test_follows() -> None:
-    aligner = Aligner(min_f1=0.5)
-    generated = pd.DataFrame({"id": ["v1"], "raw": ["새봄재약\n질문: 다음"]})
-    rows = pd.DataFrame({"id": ["v1"], "context": [CONTEXT]})
-    answers, decision = validation_answers(
-        generated, rows, {"v1": "새봄제약"}, TEMPLATE, "auto", aligner
-    )
-    assert decision["used"] and decision["f1_snapped"] > decision["f1_unsnapped"]
-    assert answers["answer"].tolist() == ["새봄제약에"]
-
-    test = pd.DataFrame({"id": ["t1", "t2"], "raw": ["990억원", "「누리바이오」"]})
-    test_rows = pd.DataFrame({"id": ["t1", "t2"], "context": [CONTEXT, CONTEXT]})
-    snapped = final_answers(test, test_rows, TEMPLATE, snap=True, aligner=aligner)
-    assert snapped["answer"].tolist() == ["990억 원", "누리바이오"]
-    plain = final_answers(test, test_rows, TEMPLATE, snap=False, aligner=aligner)
-    assert plain["answer"].tolist() == ["990억원", "누리바이오"]
-
-
 def test_snapping_uses_the_cleaned_synonym_table() -> None:
     context = "공정거래위원회는 한빛전자에 과징금을 부과했다."
     options = CONFIG["clean"]
@@ -112,8 +100,91 @@ def test_snapping_uses_the_cleaned_synonym_table() -> None:
     assert snap_to_context("AB전자", context, full_width) == "한빛전자"
 
 
+# cleaned as config.yaml's clean section cleans: NFKC folds ㈜ and the full-width digits, quotes
+# fold to ASCII, whitespace runs collapse
+RAW = "㈜새봄제약은  “타임”지와 ９９０억 원 규모의 계약을 맺었다."
+ROW = Contexts('(주)새봄제약은 "타임"지와 990억 원 규모의 계약을 맺었다.', RAW)
+STEP_FUNCTIONS = post_steps({}, CONFIG["clean"], snap_min_f1=0.5)
+
+
+def _decide(answers: dict, gold: dict, **policies: str) -> tuple[dict, dict]:
+    # with brackets: keep, a cleaned context holds 「」 as written
+    contexts = {key: KEPT_BRACKETS if key == "kept" else ROW for key in answers}
+    final, records = decide_steps(
+        answers, contexts, gold, {name: "auto" for name in STEPS} | policies, STEP_FUNCTIONS
+    )
+    assert [r["step"] for r in records] == list(STEPS)
+    return final, {r["step"]: r for r in records}
+
+
+KEPT_BRACKETS = Contexts("잡지 「타임」", "잡지 「타임」")
+
+
+def test_each_step_is_kept_only_where_it_raises_validation_f1() -> None:
+    # the gold keeps its corner brackets, which the metric counts: stripping them costs F1; the
+    # raw surface restores “”, ㈜ and the full-width digits; snapping repairs 규모에; the period
+    # costs nothing (ASCII)
+    answers = {
+        "kept": "「타임」",
+        "a": '"타임"',
+        "b": "(주)새봄제약",
+        "c": "990억 원.",
+        "d": "규모에",
+    }
+    gold = {"kept": "「타임」", "a": "“타임”", "b": "㈜새봄제약", "c": "９９０억 원", "d": "규모의"}
+    final, records = _decide(answers, gold)
+    assert {name: r["used"] for name, r in records.items()} == {
+        "strip_wrappers": False,
+        "trailing_period": False,
+        "snap": True,
+        "raw_surface": True,
+    }
+    assert records["strip_wrappers"]["f1_with"] < records["strip_wrappers"]["f1_without"]
+    assert records["trailing_period"]["f1_with"] == records["trailing_period"]["f1_without"]
+    assert records["trailing_period"]["changed"] == 1
+    # snapping is judged after the steps before it, the raw surface after snapping
+    assert records["raw_surface"]["f1_without"] == records["snap"]["f1_with"]
+    assert records["raw_surface"]["changed"] == 3
+    assert records["raw_surface"]["f1_with"] == 1.0
+    assert final == {
+        "kept": "「타임」",
+        "a": "“타임”",
+        "b": "㈜새봄제약",
+        "c": "９９０억 원",
+        "d": "규모의",
+    }
+
+
+def test_always_and_never_override_the_validation_f1() -> None:
+    answers, gold = {"a": "「타임」"}, {"a": "「타임」"}
+    final, records = _decide(answers, gold, strip_wrappers="always", raw_surface="never")
+    assert final == {"a": "타임"}
+    assert records["strip_wrappers"]["used"] and not records["raw_surface"]["used"]
+    with pytest.raises(ValueError, match=r"predict\.postprocess\.snap: 'maybe'"):
+        _decide(answers, gold, snap="maybe")
+
+
+def test_test_split_runs_the_used_steps_in_the_fixed_order() -> None:
+    contexts = {"t": ROW}
+    # snapping first finds the context's span, whose raw surface is then written; the other
+    # order would leave the unspaced answer to snapping, which gives the cleaned span
+    assert snap_to_context("990억원", ROW.cleaned, Aligner()) == "990억 원"
+    for used in (["snap", "raw_surface"], ["raw_surface", "snap"]):
+        assert apply_steps({"t": "990억원"}, contexts, used, STEP_FUNCTIONS) == {"t": "９９０억 원"}
+    assert apply_steps({"t": "990억원"}, contexts, ["snap"], STEP_FUNCTIONS) == {"t": "990억 원"}
+    assert apply_steps({"t": "「타임」."}, contexts, [], STEP_FUNCTIONS) == {"t": "「타임」."}
+    with pytest.raises(ValueError, match=r"unknown post-processing steps \['stem'\]"):
+        apply_steps({"t": "x"}, contexts, ["stem"], STEP_FUNCTIONS)
+
+
 def test_answers_for_ids_without_context_fail() -> None:
-    generated = pd.DataFrame({"id": ["v9"], "raw": ["x"]})
-    rows = pd.DataFrame({"id": ["v1"], "context": [CONTEXT]})
     with pytest.raises(ValueError, match=r"no context row: \['v9'\]"):
-        final_answers(generated, rows, TEMPLATE, snap=True, aligner=Aligner())
+        apply_steps({"v9": "x"}, {"v1": ROW}, ["snap"], STEP_FUNCTIONS)
+
+
+def test_contexts_pair_cleaned_rows_with_their_raw_rows() -> None:
+    rows = pd.DataFrame({"id": ["a"], "context": [ROW.cleaned]})
+    raw = pd.DataFrame({"id": ["b", "a"], "context": ["other", RAW]})
+    assert row_contexts(rows, raw) == {"a": ROW}
+    with pytest.raises(ValueError, match=r"no raw row .*\['a'\]"):
+        row_contexts(rows, raw.iloc[:1])

@@ -21,14 +21,25 @@ def _scored(workdir: Path) -> list[str]:
     return board["variant"].tolist()
 
 
+def _f1(workdir: Path) -> dict[str, float]:
+    board = pd.read_csv(workdir / "results/leaderboard.tsv", sep="\t")
+    return dict(zip(board["variant"], board["f1"], strict=True))
+
+
 def test_prediction_and_scoring_outputs(local_run: Path) -> None:
     results = local_run / "results"
     config = load_config(REPO / "config.yaml", REPO / "tests/config/test.yaml")
     scored = _scored(local_run)
     assert sorted(scored) == sorted([*config["variants"], "ensemble"])
+    # select: greedy; the ensemble's own record holds what the leaderboard shows
+    f1 = _f1(local_run)
+    assert f1["ensemble"] >= max(f1[variant] for variant in config["variants"])
+    ensemble = json.loads((results / "predictions/ensemble/ensemble.json").read_text())
+    assert ensemble["methods"][ensemble["method"]]["f1"] == pytest.approx(f1["ensemble"], abs=1e-4)
     for variant in config["variants"]:
-        snap = json.loads((results / f"predictions/{variant}/snap.json").read_text())
-        assert snap["used"] == (snap["f1_snapped"] > snap["f1_unsnapped"])  # snap: auto
+        decisions = json.loads((results / f"predictions/{variant}/postprocess.json").read_text())
+        for step in decisions["steps"]:  # every step on auto
+            assert step["used"] == (step["f1_with"] > step["f1_without"])
         timing = json.loads((results / f"predictions/{variant}/test.timing.json").read_text())
         assert timing["max_new_tokens"] >= 1 and timing["n"] > 0
     for variant in scored:

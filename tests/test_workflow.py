@@ -120,7 +120,14 @@ def test_variant_change_reruns_only_that_variant(workdir: Path) -> None:
     assert "results/adapters/lora" in planned
     assert "results/leaderboard.tsv" in planned
     assert not any(p.startswith("results/data") or p.startswith("results/model") for p in planned)
-    assert not any(other in p for p in planned for other in ("/zeroshot", "/full"))
+    # every ensemble member scores every member's answers (ensemble.method: auto): the others'
+    # likelihoods of lora's new answers are all that reruns of them
+    others = {p for p in planned if "/zeroshot" in p or "/full" in p}
+    assert others == {
+        f"results/predictions/{variant}/{split}.likelihood.parquet"
+        for variant in ("zeroshot", "full")
+        for split in ("validation", "test")
+    }
 
 
 def test_cleaning_change_reruns_from_cleaning_on(workdir: Path) -> None:

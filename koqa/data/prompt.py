@@ -243,3 +243,14 @@ def build_layout(
     if system:
         raise ValueError("prompt.system is set but prompt.chat_template is false: no place for it")
     return _plain_layout(user, tokenizer)
+
+
+def layout_from_config(prompt: Mapping[str, object], tokenizer: TextTokenizer) -> PromptLayout:
+    """:func:`build_layout` for the config's ``prompt`` section."""
+    return build_layout(
+        prompt["template"],
+        tokenizer,
+        prompt["chat_template"],
+        prompt["system"],
+        prompt["chat_template_kwargs"],
+    )

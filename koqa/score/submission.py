@@ -34,6 +34,7 @@ LEADERBOARD_COLUMNS = [
     "f1",
     "em",
     "n",
+    "postprocess",
     "snap",
     "f1_unsnapped",
     "f1_snapped",
