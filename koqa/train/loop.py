@@ -49,6 +49,7 @@ from tqdm import tqdm
 
 from koqa.data.shards import IGNORE_INDEX
 from koqa.files import atomic_path
+from koqa.runtime import peak_rss_mb
 from koqa.train import distributed
 from koqa.train.checkpoint import Checkpoints, load_weights, set_rng_state
 
@@ -146,17 +147,6 @@ def collate(rows: pd.DataFrame, pad_id: int) -> dict[str, torch.Tensor]:
 def answer_tokens(rows: pd.DataFrame) -> int:
     """Tokens that carry a loss: the answer and EOS (labels are shifted, so position 0 never does)."""
     return int((rows["n_tokens"] - rows["prompt_len"].clip(lower=1)).sum())
-
-
-def peak_rss_mb() -> float | None:
-    """The most resident memory this process has used so far, in MiB (Linux's VmHWM; None where
-    there is no /proc). Not ``getrusage``: its maximum carries a parent's memory across fork+exec."""
-    try:
-        status = Path("/proc/self/status").read_text(encoding="ascii")
-    except OSError:
-        return None
-    kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-    return round(kib / 1024, 1)
 
 
 def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:

@@ -1,0 +1,108 @@
+"""What the CPU benches share: running each arm in a fresh process (in alternation, so that a change
+in the machine's load hits both), the machine they ran on, and the result file's common fields.
+
+Every bench writes ``results/bench/NAME.json`` with at least: ``name``, ``what``, ``unit``,
+``figure`` (koqa), ``baseline`` (what koqa is compared with), ``baseline_figure``, ``ratio``
+(``figure / baseline_figure``), ``target`` (the ratio the issue asks for, as ``{"at_least": x}`` or
+``{"at_most": x}``), ``meets_target``, ``machine`` (cores, torch threads, torch version, CPU model,
+load average when the bench ended) and ``run_date`` (UTC).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from koqa.files import write_json
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine() -> dict:
+    """Cores this process may use, torch's threads and version, the CPU model, the load now."""
+    import torch
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu_cores": len(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "load_average": load_average(),
+    }
+
+
+def write_result(
+    out: Path,
+    *,
+    name: str,
+    what: str,
+    unit: str,
+    figure: float,
+    baseline: str,
+    baseline_figure: float,
+    target: dict[str, float],
+    **details: object,
+) -> dict:
+    """Write a bench's result (the common fields, then ``details``) to ``out``; return it."""
+    ratio = figure / baseline_figure
+    ((bound, limit),) = target.items()
+    meets = ratio >= limit if bound == "at_least" else ratio <= limit
+    result = {
+        "name": name,
+        "what": what,
+        "unit": unit,
+        "figure": round(figure, 3),
+        "baseline": baseline,
+        "baseline_figure": round(baseline_figure, 3),
+        "ratio": round(ratio, 3),
+        "target": target,
+        "meets_target": meets,
+        **details,
+        "machine": machine(),
+        "run_date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_json(result, out)
+    print(json.dumps(result, indent=2, ensure_ascii=False), file=sys.stderr)
+    return result
+
+
+def run_arms(script: Path, arguments: Sequence[str], arms: Sequence[str], rounds: int) -> dict:
+    """Run ``script arguments --arm ARM --arm-out FILE`` for every arm, ``rounds`` times in
+    alternation, each in a fresh process; every arm's results (the JSON each process wrote), in
+    run order."""
+    results: dict[str, list[dict]] = {arm: [] for arm in arms}
+    with tempfile.TemporaryDirectory(prefix="koqa-bench-") as scratch:
+        for _ in range(rounds):
+            for arm in arms:
+                out = Path(scratch) / f"{arm}.json"
+                command = [sys.executable, str(script), *arguments, "--arm", arm]
+                subprocess.run([*command, "--arm-out", str(out)], check=True)
+                results[arm].append(json.loads(out.read_text(encoding="utf-8")))
+                print(f"{arm}: {results[arm][-1].get('seconds')} s", file=sys.stderr)
+    return results
+
+
+def fastest(runs: list[dict]) -> dict:
+    """The run with the fewest ``seconds``: the one the machine's load disturbed least."""
+    return min(runs, key=lambda run: run["seconds"])
