@@ -1,4 +1,4 @@
-"""What the CPU benches share: running each arm in a fresh process (in alternation, so that a change
+"""What the CPU benches share: contest-shaped data made from the embedded sample, running each arm in a fresh process (in alternation, so that a change
 in the machine's load hits both), the machine they ran on, and the result file's common fields.
 
 Every bench writes ``results/bench/NAME.json`` with at least: ``name``, ``what``, ``unit``,
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import tempfile
@@ -20,9 +21,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
+
 from koqa.files import write_json
 
 REPO = Path(__file__).resolve().parents[1]
+# Contest context lengths (characters): mean 902, p95 1,598, max 2,000 -> a log-normal with these.
+CONTEXT_MU, CONTEXT_SIGMA, CONTEXT_MIN, CONTEXT_MAX = 6.726, 0.396, 100, 2000
+PARTS_PER_CONTEXT = 3
+QUESTIONS_PER_CONTEXT = (2, 3, 3, 4)  # mean 3, as in the sample
 
 
 def load_average() -> list[float]:
@@ -106,3 +113,57 @@ def run_arms(script: Path, arguments: Sequence[str], arms: Sequence[str], rounds
 def fastest(runs: list[dict]) -> dict:
     """The run with the fewest ``seconds``: the one the machine's load disturbed least."""
     return min(runs, key=lambda run: run["seconds"])
+
+
+def contest_shaped_rows(sample: pd.DataFrame, n_rows: int, seed: int) -> pd.DataFrame:
+    """``n_rows`` of (context, question, target) with the contest's context and answer lengths."""
+    rng = random.Random(seed)
+    sentences = [s.strip() + "." for c in sample["context"] for s in c.split(".") if s.strip()]
+    questions = sample["question"].tolist()
+    rows = []
+    for i in range(n_rows):
+        length = min(
+            CONTEXT_MAX, max(CONTEXT_MIN, round(rng.lognormvariate(CONTEXT_MU, CONTEXT_SIGMA)))
+        )
+        context = ""
+        while len(context) < length:
+            context += rng.choice(sentences) + " "
+        context = context[:length].strip()
+        words = context.split()
+        start = rng.randrange(len(words))
+        target = " ".join(words[start : start + rng.choice((1, 1, 2, 2, 3))])
+        rows.append(
+            {
+                "id": f"B{i:05d}",
+                "context": context,
+                "question": rng.choice(questions),
+                "target": target,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def synthetic_set(sample: pd.DataFrame, n_rows: int, seed: int) -> pd.DataFrame:
+    """``n_rows`` training rows (``id,context,question,answer``) whose contexts each join three
+    distinct sample contexts (each ordered triple once)."""
+    rng = random.Random(seed)
+    by_context: dict[str, dict[str, str]] = {}
+    for context, question, answer in zip(
+        sample["context"], sample["question"], sample["answer"], strict=True
+    ):
+        by_context.setdefault(context, {}).setdefault(question, answer)
+    contexts = list(by_context)
+    used, records = set(), []
+    while len(records) < n_rows:
+        parts = tuple(rng.sample(contexts, PARTS_PER_CONTEXT))
+        if parts in used:
+            continue
+        used.add(parts)
+        context = rng.choice([" ", "\n"]).join(parts)
+        pool = {q: a for part in parts for q, a in by_context[part].items()}
+        take = min(rng.choice(QUESTIONS_PER_CONTEXT), len(pool), n_rows - len(records))
+        for question in rng.sample(sorted(pool), take):
+            records.append((context, question, pool[question]))
+    frame = pd.DataFrame.from_records(records, columns=["context", "question", "answer"])
+    frame.insert(0, "id", [f"BENCH_{i:06d}" for i in range(len(frame))])
+    return frame

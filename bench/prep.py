@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
-from benchlib import REPO, fastest, load_average, run_arms, write_result
+from benchlib import REPO, fastest, load_average, run_arms, synthetic_set, write_result
 
 from koqa.config import load_config
 from koqa.data.clean import clean_table
@@ -50,37 +49,9 @@ from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
 from koqa.runtime import configure_job, peak_rss_mb
 
 DACON_ROWS = 33_716
-PARTS_PER_CONTEXT = 3
-QUESTIONS_PER_CONTEXT = (2, 3, 3, 4)  # mean 3, as in the sample
 SEED = 20240701
 TARGET_RATIO = 1.5
 SCALE_SLACK = 1.1  # N times the rows in at most 1.1 N times the time
-
-
-def synthetic_set(sample: pd.DataFrame, n_rows: int, seed: int) -> pd.DataFrame:
-    """``n_rows`` training rows (``id,context,question,answer``) whose contexts each join three
-    distinct sample contexts (each ordered triple once)."""
-    rng = random.Random(seed)
-    by_context: dict[str, dict[str, str]] = {}
-    for context, question, answer in zip(
-        sample["context"], sample["question"], sample["answer"], strict=True
-    ):
-        by_context.setdefault(context, {}).setdefault(question, answer)
-    contexts = list(by_context)
-    used, records = set(), []
-    while len(records) < n_rows:
-        parts = tuple(rng.sample(contexts, PARTS_PER_CONTEXT))
-        if parts in used:
-            continue
-        used.add(parts)
-        context = rng.choice([" ", "\n"]).join(parts)
-        pool = {q: a for part in parts for q, a in by_context[part].items()}
-        take = min(rng.choice(QUESTIONS_PER_CONTEXT), len(pool), n_rows - len(records))
-        for question in rng.sample(sorted(pool), take):
-            records.append((context, question, pool[question]))
-    frame = pd.DataFrame.from_records(records, columns=["context", "question", "answer"])
-    frame.insert(0, "id", [f"BENCH_{i:06d}" for i in range(len(frame))])
-    return frame
 
 
 def koqa_prepare(

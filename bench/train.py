@@ -39,7 +39,6 @@ import argparse
 import copy
 import json
 import math
-import random
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from benchlib import REPO, fastest, load_average, write_result
+from benchlib import REPO, contest_shaped_rows, fastest, load_average, write_result
 from torch.profiler import ProfilerActivity, profile
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerFast, TrainingArguments
 from transformers import Trainer as HFTrainer
@@ -66,8 +65,6 @@ from koqa.train.loop import Trainer
 from koqa.train.variants import METHODS, resolve_variant
 
 SEED = 11
-# Contest context lengths (characters): mean 902, p95 1,598, max 2,000 -> a log-normal with these.
-CONTEXT_MU, CONTEXT_SIGMA, CONTEXT_MIN, CONTEXT_MAX = 6.726, 0.396, 100, 2000
 # the MFU model: ~24M parameters (hidden 512, 8 layers), trained in full
 MFU_ARCH = {
     "hidden_size": 512,
@@ -84,34 +81,6 @@ LORA = {
     "alpha": 32,
     "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 }
-
-
-def contest_shaped_rows(sample: pd.DataFrame, n_rows: int, seed: int) -> pd.DataFrame:
-    """``n_rows`` of (context, question, target) with the contest's context and answer lengths."""
-    rng = random.Random(seed)
-    sentences = [s.strip() + "." for c in sample["context"] for s in c.split(".") if s.strip()]
-    questions = sample["question"].tolist()
-    rows = []
-    for i in range(n_rows):
-        length = min(
-            CONTEXT_MAX, max(CONTEXT_MIN, round(rng.lognormvariate(CONTEXT_MU, CONTEXT_SIGMA)))
-        )
-        context = ""
-        while len(context) < length:
-            context += rng.choice(sentences) + " "
-        context = context[:length].strip()
-        words = context.split()
-        start = rng.randrange(len(words))
-        target = " ".join(words[start : start + rng.choice((1, 1, 2, 2, 3))])
-        rows.append(
-            {
-                "id": f"B{i:05d}",
-                "context": context,
-                "question": rng.choice(questions),
-                "target": target,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def encode(
