@@ -4,7 +4,7 @@ in the machine's load hits both), the machine they ran on, and the result file's
 Every bench writes ``results/bench/NAME.json`` with at least: ``name``, ``what``, ``unit``,
 ``figure`` (koqa), ``baseline`` (what koqa is compared with), ``baseline_figure``, ``ratio``
 (``figure / baseline_figure``), ``target`` (the ratio the issue asks for, as ``{"at_least": x}`` or
-``{"at_most": x}``), ``meets_target``, ``machine`` (cores, torch threads, torch version, CPU model,
+``{"at_most": x}``; None for the GPU check), ``meets_target``, ``machine`` (cores, torch threads, torch version, CPU model,
 load average when the bench ended) and ``run_date`` (UTC).
 """
 
@@ -67,22 +67,26 @@ def write_result(
     unit: str,
     figure: float,
     baseline: str,
-    baseline_figure: float,
-    target: dict[str, float],
+    baseline_figure: float | None,
+    target: dict[str, float] | None,
     **details: object,
 ) -> dict:
-    """Write a bench's result (the common fields, then ``details``) to ``out``; return it."""
-    ratio = figure / baseline_figure
-    ((bound, limit),) = target.items()
-    meets = ratio >= limit if bound == "at_least" else ratio <= limit
+    """Write a bench's result (the common fields, then ``details``) to ``out``; return it. Without
+    a ``baseline_figure`` (nothing to compare with on this machine) the ratio is None; without a
+    ``target``, so is ``meets_target``."""
+    ratio = figure / baseline_figure if baseline_figure else None
+    meets = None
+    if target and ratio is not None:
+        ((bound, limit),) = target.items()
+        meets = ratio >= limit if bound == "at_least" else ratio <= limit
     result = {
         "name": name,
         "what": what,
         "unit": unit,
         "figure": round(figure, 3),
         "baseline": baseline,
-        "baseline_figure": round(baseline_figure, 3),
-        "ratio": round(ratio, 3),
+        "baseline_figure": None if baseline_figure is None else round(baseline_figure, 3),
+        "ratio": None if ratio is None else round(ratio, 3),
         "target": target,
         "meets_target": meets,
         **details,
