@@ -10,6 +10,7 @@ load average when the bench ended) and ``run_date`` (UTC).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ import random
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,6 +97,22 @@ def write_result(
     write_json(result, out)
     print(json.dumps(result, indent=2, ensure_ascii=False), file=sys.stderr)
     return result
+
+
+def add_arm_arguments(parser: argparse.ArgumentParser, arms: Sequence[str]) -> None:
+    """The hidden options of an arm's process: the shared work directory, the arm, its result."""
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--arm", choices=arms, help=argparse.SUPPRESS)
+    parser.add_argument("--arm-out", type=Path, help=argparse.SUPPRESS)
+
+
+def run_as_arm(args: argparse.Namespace, run_arm: Callable[[argparse.Namespace], dict]) -> bool:
+    """In an arm's process (``--arm`` given): run it, write its result to ``--arm-out``, True;
+    False in the bench's own process."""
+    if not args.arm:
+        return False
+    args.arm_out.write_text(json.dumps(run_arm(args)), encoding="utf-8")
+    return True
 
 
 def run_arms(script: Path, arguments: Sequence[str], arms: Sequence[str], rounds: int) -> dict:

@@ -39,9 +39,11 @@ from pathlib import Path
 import pandas as pd
 from benchlib import (
     REPO,
+    add_arm_arguments,
     contest_shaped_rows,
     fastest,
     run_arms,
+    run_as_arm,
     synthetic_set,
     write_result,
 )
@@ -63,9 +65,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--single", type=int, default=48, help="prompts of the one-at-a-time row")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "results/bench/predict.json")
-    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)  # worker processes
-    parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)
-    parser.add_argument("--arm-out", type=Path, help=argparse.SUPPRESS)
+    add_arm_arguments(parser, ARMS)
     return parser.parse_args()
 
 
@@ -251,8 +251,7 @@ def explain_differences(work: Path, koqa: list, baseline: list) -> dict:
 
 def main() -> None:
     args = _arguments()
-    if args.arm:
-        args.arm_out.write_text(json.dumps(run_arm(args)), encoding="utf-8")
+    if run_as_arm(args, run_arm):
         return
     with tempfile.TemporaryDirectory(prefix="koqa-predict-") as work:
         args.work = Path(work)

@@ -30,14 +30,22 @@ koqa's seconds, ``baseline_figure`` the floor's, ``ratio`` their quotient (targe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
-from benchlib import REPO, fastest, load_average, run_arms, synthetic_set, write_result
+from benchlib import (
+    REPO,
+    add_arm_arguments,
+    fastest,
+    load_average,
+    run_arms,
+    run_as_arm,
+    synthetic_set,
+    write_result,
+)
 
 from koqa.config import load_config
 from koqa.data.clean import clean_table
@@ -49,6 +57,7 @@ from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
 from koqa.runtime import configure_job, peak_rss_mb
 
 DACON_ROWS = 33_716
+ARMS = ("koqa", "floor", "scaled")
 SEED = 20240701
 TARGET_RATIO = 1.5
 SCALE_SLACK = 1.1  # N times the rows in at most 1.1 N times the time
@@ -95,13 +104,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--tokenizer", type=Path, help="a model directory (default: tiny BPE)")
     parser.add_argument("--chat-template", action="store_true", help="use its chat template")
     parser.add_argument("--out", type=Path, default=REPO / "results/bench/prep.json")
-    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)  # worker processes
-    parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)
-    parser.add_argument("--arm-out", type=Path, help=argparse.SUPPRESS)
+    add_arm_arguments(parser, ARMS)
     return parser.parse_args()
-
-
-ARMS = ("koqa", "floor", "scaled")
 
 
 def _setup(args: argparse.Namespace) -> tuple[dict, TextTokenizer, PromptLayout]:
@@ -187,8 +191,7 @@ def _write_inputs(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     args = _arguments()
-    if args.arm:
-        args.arm_out.write_text(json.dumps(run_arm(args)), encoding="utf-8")
+    if run_as_arm(args, run_arm):
         return
     with tempfile.TemporaryDirectory(prefix="koqa-prep-") as work:
         args.work = Path(work)
