@@ -106,7 +106,8 @@ def method_settings(method: str, device: str, batch_size: int) -> dict:
     if method in ("lora", "qlora", "dora"):
         config["variants"][method] |= {"r": 16, "alpha": 32, "target_modules": ALL_LINEAR}
     settings = resolve_variant(config, method)
-    return settings | {"device": device, "batch_size": batch_size, "epochs": 1, "lr": 1e-4}
+    one_batch_steps = {"batch_size": batch_size, "grad_accum": 1, "epochs": 1, "lr": 1e-4}
+    return settings | {"device": device} | one_batch_steps
 
 
 def rows(count: int, length: int, vocab: int) -> pd.DataFrame:
@@ -135,8 +136,10 @@ def train(
     trainer = Trainer(model, data, settings, pad_id=0, device=device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    summary = trainer.run(work_dir / "checkpoints", work_dir / "metrics.csv")
-    speeds = pd.read_csv(work_dir / "metrics.csv")["tokens_per_s"].tolist()
+    summary = trainer.run(
+        work_dir / "checkpoints", work_dir / "metrics.csv", work_dir / "timing.csv"
+    )
+    speeds = pd.read_csv(work_dir / "timing.csv")["tokens_per_s"].tolist()
     return model, {
         "steps": summary["steps"],
         "final_loss": summary["final_loss"],
