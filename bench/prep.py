@@ -133,8 +133,12 @@ def run_arm(args: argparse.Namespace) -> dict:
         texts = pd.read_parquet(floor_texts)["text"].tolist()
         encode = tokenizer.tokenizer.encode_batch_fast
         _, seconds = _timed(encode, texts, add_special_tokens=layout.add_special_tokens)
-        return {"seconds": seconds, "texts": len(texts), "base_rss_mb": base_rss} | {
-            "peak_rss_mb": peak_rss_mb()
+        peak = peak_rss_mb()
+        return {
+            "seconds": seconds,
+            "texts": len(texts),
+            "base_rss_mb": base_rss,
+            "peak_rss_mb": peak,
         }
     options = config["clean"]
     synonyms = load_synonyms(REPO / options["synonyms"]) if options["synonyms"] else {}
@@ -162,6 +166,7 @@ def run_arm(args: argparse.Namespace) -> dict:
     if args.arm == "koqa" and not floor_texts.exists():
         texts = shard_texts(kept, encoded, layout)
         pd.DataFrame({"text": texts}).to_parquet(floor_texts)
+    shutil.rmtree(out_dir)  # not inside the next round's timing
     return result
 
 
