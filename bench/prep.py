@@ -30,6 +30,7 @@ koqa's seconds, ``baseline_figure`` the floor's, ``ratio`` their quotient (targe
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
