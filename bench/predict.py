@@ -59,7 +59,9 @@ SEED = 5
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contexts", type=int, default=80, help="contest-shaped contexts")
-    parser.add_argument("--train-steps", type=int, default=60, help="of the tiny model, set-up")
+    parser.add_argument(
+        "--train-steps", type=int, default=60, help="of the tiny model, set-up (0: random weights)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="the arms alternate this often")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes per arm process")
     parser.add_argument("--single", type=int, default=48, help="prompts of the one-at-a-time row")
@@ -170,7 +172,8 @@ def _set_up(args: argparse.Namespace) -> dict:
 
     config = load_config(REPO / "config.yaml")  # the tiny model's settings
     sample = read_records(REPO / config["data"]["train"], required=("answer",))
-    train_frame = contest_shaped_rows(sample, args.train_steps * 8, SEED)
+    # rows for max_new_tokens even when nothing is trained
+    train_frame = contest_shaped_rows(sample, max(args.train_steps, 1) * 8, SEED)
     test_frame = synthetic_set(sample, args.contexts * 3, SEED)
     texts = [*sample["context"], *sample["question"], *sample["answer"]]
     hf_tokenizer = train_bpe_tokenizer(texts, config["model"]["tiny"]["vocab_size"])
@@ -189,9 +192,12 @@ def _set_up(args: argparse.Namespace) -> dict:
     settings = resolve_variant({"train": train, "variants": {"full": {"method": "full"}}}, "full")
     settings |= {"epochs": 1, "lr": 3e-3, "checkpoint_every": 10**6}
     torch.manual_seed(SEED)
-    with tempfile.TemporaryDirectory() as scratch:
-        trainer = Trainer(model, rows, settings, hf_tokenizer.pad_token_id, device="cpu")
-        summary = trainer.run(Path(scratch), Path(scratch) / "metrics.csv")
+    losses = None
+    if args.train_steps:
+        with tempfile.TemporaryDirectory() as scratch:
+            trainer = Trainer(model, rows, settings, hf_tokenizer.pad_token_id, device="cpu")
+            summary = trainer.run(Path(scratch), Path(scratch) / "metrics.csv")
+        losses = [summary["first_loss"], summary["final_loss"]]
     model.save_pretrained(args.work / "model", safe_serialization=True)
     test = encode_split(test_frame, tokenizer, layout, max_seq_len, "test").rows.to_pandas()
     prompts = [ids[:n] for ids, n in zip(test["input_ids"], test["prompt_len"], strict=True)]
@@ -206,7 +212,7 @@ def _set_up(args: argparse.Namespace) -> dict:
         ),
         "pad_id": hf_tokenizer.pad_token_id,
         "batch_size": predict["batch_size"],
-        "training_loss": [summary["first_loss"], summary["final_loss"]],
+        "training_loss": losses,
         "prompts": len(prompts),
         "mean_prompt_tokens": round(float(test["prompt_len"].mean()), 1),
     }
