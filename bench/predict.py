@@ -54,6 +54,7 @@ ARMS = ("koqa", "batched", "single")
 BASELINE_BATCH = 16
 TARGET_RATIO = 2.0
 SEED = 5
+RANDOM_STD = 0.2  # of the untrained model's matrices (--train-steps 0)
 
 
 def _arguments() -> argparse.Namespace:
@@ -198,6 +199,12 @@ def _set_up(args: argparse.Namespace) -> dict:
             trainer = Trainer(model, rows, settings, hf_tokenizer.pad_token_id, device="cpu")
             summary = trainer.run(Path(scratch), Path(scratch) / "metrics.csv")
         losses = [summary["first_loss"], summary["final_loss"]]
+    else:  # random matrices large enough for sharp attention, as a trained model has: every
+        # decoding step's argmax then depends on the positions and the context it attends to
+        with torch.no_grad():
+            for weight in model.parameters():
+                if weight.dim() > 1:
+                    weight.normal_(0, RANDOM_STD)
     model.save_pretrained(args.work / "model", safe_serialization=True)
     test = encode_split(test_frame, tokenizer, layout, max_seq_len, "test").rows.to_pandas()
     prompts = [ids[:n] for ids, n in zip(test["input_ids"], test["prompt_len"], strict=True)]
