@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (Python 3.11):
 #   make run    set up .venv and run the whole pipeline on config.yaml (on every GPU of the machine)
 #   make test   set up .venv, lint, and run the test suite
+#   make bench  the three CPU benchmarks against their baselines (results/bench/*.json)
 # and for a SLURM cluster (on its login node):
 #   make slurm  the pipeline through profiles/slurm (train and predict jobs go to the cluster)
 VENV := .venv
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.koqa-installed
 SLURM_PLUGINS := $(VENV)/slurm-plugins
 SLURM_STAMP := $(SLURM_PLUGINS)/.koqa-installed
 
-.PHONY: run test lint slurm slurm-plugins
+.PHONY: run test lint slurm slurm-plugins bench
 
 # A venv made before the SLURM plugin moved out still has it in site-packages: removed here.
 $(STAMP): requirements.txt pyproject.toml
@@ -48,3 +49,10 @@ lint: $(STAMP)
 
 test: lint $(SLURM_STAMP)
 	$(BIN)/python -m pytest
+
+# About 15 minutes on a quiet 2-core machine (see each script's --help for its size); each writes
+# results/bench/NAME.json with its figure, baseline, ratio, target and the machine.
+bench: $(STAMP)
+	$(BIN)/python bench/prep.py
+	$(BIN)/python bench/train.py
+	$(BIN)/python bench/predict.py

@@ -17,7 +17,9 @@ autocast) and prediction code (load_variant, prepare_for_inference, greedy_gener
    (median over the steps after the first) and MFU (model FLOPs per second over the GPU's peak
    dense bf16 FLOP/s: see :func:`flops_per_token`).
 
-It writes ``results/bench/gpu.json``: each check and figure, the device, the peak TFLOP/s assumed,
+It writes ``results/bench/gpu.json`` in the benches' format (bench/benchlib.py: ``figure`` is
+QLoRA's tokens/s on the 8B model, ``baseline_figure`` torchtune's published figure scaled by the
+device's peak, None in a smoke run): each check and figure, the device, the peak TFLOP/s assumed,
 torch's version, and ``passed``; the exit status is 1 if a check failed. ``--smoke`` runs the same
 code on the CPU with tiny dimensions (CI runs it, ``tests/test_bench_gpu.py``); its memory check
 is left out (``tests/test_memory.py`` compares the planner with the CPU's peak) and so is MFU.
@@ -38,9 +40,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 import yaml
+from benchlib import write_result
 from transformers import AutoModelForCausalLM, LlamaConfig
 
-from koqa.files import write_json
 from koqa.model.adapters import load_variant, save_variant
 from koqa.predict.generate import greedy_generate, prepare_for_inference
 from koqa.train.job import load_trainable_model
@@ -68,6 +70,7 @@ SMOKE_SHAPES = {
 }
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 MEMORY_TOLERANCE = 0.15
+TORCHTUNE_QLORA_4090 = 2413  # tokens/s, torchtune's published Llama-3.1-8B QLoRA figure
 TIE_TOLERANCE = 0.05  # of the larger logit's magnitude (at least 1)
 # Dense bf16 tensor-core peak, TFLOP/s, by a name in torch.cuda.get_device_name()
 PEAK_TFLOPS = {
@@ -320,20 +323,29 @@ def main() -> None:
     }
     if device == "cuda":
         checks["memory_within_15pct"] = all(run["memory_ok"] for run in methods.values())
-    report = {
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu (smoke)",
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "peak_tflops_assumed": peak,
-        "smoke": args.smoke,
-        "seconds": round(time.perf_counter() - started, 1),
-        "methods_1b": methods,
-        "generation_1b": generation,
-        "throughput_8b": throughput,
-        "checks": checks,
-        "passed": all(checks.values()),
-    }
-    write_json(report, args.out)
+    qlora = throughput["qlora"]["tokens_per_s"]
+    report = write_result(
+        args.out,
+        name="gpu",
+        what="QLoRA training of a random-weight Llama-3-8B-shaped model, 4 x 1024 tokens a step",
+        unit="tokens/s",
+        figure=qlora,
+        baseline=f"torchtune Llama-3.1-8B QLoRA, {TORCHTUNE_QLORA_4090} tokens/s on one RTX 4090, "
+        "scaled by this device's dense bf16 peak",
+        baseline_figure=TORCHTUNE_QLORA_4090 * peak / PEAK_TFLOPS["RTX 4090"] if peak else None,
+        target=None,
+        device=torch.cuda.get_device_name() if device == "cuda" else "cpu (smoke)",
+        torch=torch.__version__,
+        cuda=torch.version.cuda,
+        peak_tflops_assumed=peak,
+        smoke=args.smoke,
+        seconds=round(time.perf_counter() - started, 1),
+        methods_1b=methods,
+        generation_1b=generation,
+        throughput_8b=throughput,
+        checks=checks,
+        passed=all(checks.values()),
+    )
     print(f"{'passed' if report['passed'] else 'FAILED'}: {checks}; wrote {args.out}")
     sys.exit(0 if report["passed"] else 1)
 

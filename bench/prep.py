@@ -1,8 +1,8 @@
 """Benchmark: ingest + clean + align + tokenize + write of a Dacon-sized synthetic training set,
-against the time its tokenizer needs to encode the texts the shards hold, once.
+against the time its tokenizer needs to encode the texts the shards hold, once (the floor).
 
-    .venv/bin/python bench/prep.py [--rows 33716] [--tokenizer DIR] [--chat-template]
-                                   [--out results/bench/prep.json]
+    .venv/bin/python bench/prep.py [--rows 33716] [--rounds 2] [--scale 10] [--threads 2]
+                                   [--tokenizer DIR] [--chat-template] [--out results/bench/prep.json]
 
 The synthetic set has the contest's size (33,716 training rows) and shape: each context joins three
 raw contexts of the embedded sample (noise included) into about 900 characters and carries 2-4 of
@@ -11,68 +11,57 @@ tokenizer is the pipeline's tiny byte-level BPE (``model.tiny.vocab_size``, trai
 or any model directory's (``--tokenizer``, with its chat template under ``--chat-template``). The
 options are the default ``config.yaml``.
 
-Measured, in one run:
+Measured, each arm in a fresh process (``--threads`` for the tokenizer, as a tokenize job gets),
+the arms alternating ``--rounds`` times (the fastest run of each counts):
 
 - koqa: :func:`koqa.data.ingest.read_records` + :func:`koqa.data.clean.clean_table` +
   :func:`koqa.data.shards.encode_split` + :func:`koqa.data.shards.write_shards`;
 - the floor: one ``encode_batch_fast`` call of the tokenizer on the distinct texts the shards hold
   as whole-text encodings: every row's prompt (its kept context) and every prompt + answer. No
   tokenization that gives those ids can encode less.
+- scale (``--scale N``, 0 for none): koqa once more on N times the rows (a new synthetic set);
+  its time over N times koqa's time must stay at most 11/10 for N = 10.
 
-The result, ``results/bench/prep.json``, holds koqa's rows per second (``figure``), its ``seconds``,
-the floor's (``floor_seconds``) and their ``ratio`` (koqa / floor; the target is at most 1.5), and,
-for scale, the time to encode the distinct contexts alone once (``contexts_seconds``).
+Each arm's peak memory is its process's peak resident set (Linux VmHWM), and ``base_rss_mb`` what
+the process held before the work (imports). The result, ``results/bench/prep.json``: ``figure`` is
+koqa's seconds, ``baseline_figure`` the floor's, ``ratio`` their quotient (target at most 1.5).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import random
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
+from benchlib import (
+    REPO,
+    add_arm_arguments,
+    fastest,
+    load_average,
+    run_arms,
+    run_as_arm,
+    synthetic_set,
+    write_result,
+)
 
 from koqa.config import load_config
 from koqa.data.clean import clean_table
 from koqa.data.ingest import read_records
 from koqa.data.prompt import PromptLayout, build_layout
-from koqa.data.shards import EncodedSplit, encode_split, write_shards
+from koqa.data.shards import EncodedSplit, encode_split, read_shards, write_shards
 from koqa.data.synonyms import load_synonyms
-from koqa.data.tokenizer import load_text_tokenizer
-from koqa.files import write_json
-from koqa.model.basemodel import train_bpe_tokenizer
+from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
+from koqa.runtime import configure_job, peak_rss_mb
 
-REPO = Path(__file__).resolve().parents[1]
 DACON_ROWS = 33_716
-PARTS_PER_CONTEXT = 3
-QUESTIONS_PER_CONTEXT = (2, 3, 3, 4)  # mean 3, as in the sample
+ARMS = ("koqa", "floor", "scaled")
 SEED = 20240701
-
-
-def synthetic_set(sample: pd.DataFrame, n_rows: int, seed: int) -> pd.DataFrame:
-    """``n_rows`` training rows (``id,context,question,answer``) whose contexts each join three
-    distinct sample contexts."""
-    rng = random.Random(seed)
-    by_context = {c: rows for c, rows in sample.groupby("context", sort=False)}
-    contexts = list(by_context)
-    used, records = set(), []
-    while len(records) < n_rows:
-        parts = tuple(rng.sample(contexts, PARTS_PER_CONTEXT))
-        if parts in used:
-            continue
-        used.add(parts)
-        context = rng.choice([" ", "\n"]).join(parts)
-        pool = pd.concat([by_context[p] for p in parts]).drop_duplicates("question")
-        take = min(rng.choice(QUESTIONS_PER_CONTEXT), len(pool), n_rows - len(records))
-        for row in pool.sample(take, random_state=rng.randrange(2**31)).itertuples():
-            records.append({"context": context, "question": row.question, "answer": row.answer})
-    frame = pd.DataFrame.from_records(records)
-    frame.insert(0, "id", [f"BENCH_{i:05d}" for i in range(len(frame))])
-    return frame
+TARGET_RATIO = 1.5
+SCALE_SLACK = 1.1  # N times the rows in at most 1.1 N times the time
 
 
 def koqa_prepare(
@@ -107,86 +96,155 @@ def _timed(function, *args, **kwargs):
     return result, time.perf_counter() - started
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=DACON_ROWS)
+    parser.add_argument("--rounds", type=int, default=2, help="the arms alternate this often")
+    parser.add_argument("--scale", type=int, default=10, help="koqa on this many times the rows")
+    parser.add_argument("--threads", type=int, default=2, help="the tokenizer's threads")
     parser.add_argument("--tokenizer", type=Path, help="a model directory (default: tiny BPE)")
     parser.add_argument("--chat-template", action="store_true", help="use its chat template")
     parser.add_argument("--out", type=Path, default=REPO / "results/bench/prep.json")
-    args = parser.parse_args()
+    add_arm_arguments(parser, ARMS)
+    return parser.parse_args()
 
+
+def _setup(args: argparse.Namespace) -> tuple[dict, TextTokenizer, PromptLayout]:
+    """The default config, the tokenizer and the prompt layout the arms use."""
     config = load_config(REPO / "config.yaml")  # the tiny model's settings
-    options, prompt = config["clean"], config["prompt"]
-    synonyms = load_synonyms(REPO / options["synonyms"]) if options["synonyms"] else {}
-    sample = read_records(REPO / config["data"]["train"], required=("answer",))
-    frame = synthetic_set(sample, args.rows, SEED)
-    print(
-        f"{len(frame)} rows, {frame['context'].nunique()} contexts of "
-        f"{frame['context'].str.len().mean():.0f} characters on average",
-        file=sys.stderr,
+    tokenizer = load_text_tokenizer(args.tokenizer or args.work / "tokenizer")
+    prompt = config["prompt"]
+    layout = build_layout(
+        prompt["template"],
+        tokenizer,
+        args.chat_template,
+        prompt["system"],
+        prompt["chat_template_kwargs"],
     )
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        csv_path = scratch / "train.csv"
-        frame.to_csv(csv_path, index=False)
-        tokenizer_dir = args.tokenizer
-        if tokenizer_dir is None:
-            tokenizer_dir = scratch / "tokenizer"
-            texts = [*sample["context"], *sample["question"], *sample["answer"].fillna("")]
-            vocab_size = config["model"]["tiny"]["vocab_size"]
-            train_bpe_tokenizer(texts, vocab_size).save_pretrained(tokenizer_dir)
-        tokenizer = load_text_tokenizer(tokenizer_dir)
-        layout = build_layout(
-            prompt["template"],
-            tokenizer,
-            args.chat_template,
-            prompt["system"],
-            prompt["chat_template_kwargs"],
-        )
-        (kept, encoded), seconds = _timed(
-            koqa_prepare,
-            csv_path,
-            options,
-            synonyms,
-            tokenizer,
-            layout,
-            prompt["max_seq_len"],
-            scratch / "koqa",
-            config["tokenize"]["shard_rows"],
-        )
-        print(f"koqa: {seconds:.1f} s", file=sys.stderr)
+    return config, tokenizer, layout
+
+
+def run_arm(args: argparse.Namespace) -> dict:
+    """One arm in this (fresh) process; the floor reads the texts koqa's first run wrote."""
+    configure_job(args.threads)
+    config, tokenizer, layout = _setup(args)
+    floor_texts = args.work / "floor_texts.parquet"
+    base_rss = peak_rss_mb()
+    if args.arm == "floor":
+        texts = pd.read_parquet(floor_texts)["text"].tolist()
         encode = tokenizer.tokenizer.encode_batch_fast
-        texts = shard_texts(kept, encoded, layout)
-        _, floor_seconds = _timed(encode, texts, add_special_tokens=layout.add_special_tokens)
-        print(f"floor: {floor_seconds:.1f} s", file=sys.stderr)
-        contexts = kept["context"].unique().tolist()
-        _, contexts_seconds = _timed(encode, contexts, add_special_tokens=False)
+        _, seconds = _timed(encode, texts, add_special_tokens=layout.add_special_tokens)
+        peak = peak_rss_mb()
+        return {
+            "seconds": seconds,
+            "texts": len(texts),
+            "base_rss_mb": base_rss,
+            "peak_rss_mb": peak,
+        }
+    options = config["clean"]
+    synonyms = load_synonyms(REPO / options["synonyms"]) if options["synonyms"] else {}
+    out_dir = args.work / f"shards-{args.arm}"
+    (kept, encoded), seconds = _timed(
+        koqa_prepare,
+        args.work / f"{args.arm}.csv",
+        options,
+        synonyms,
+        tokenizer,
+        layout,
+        config["prompt"]["max_seq_len"],
+        out_dir,
+        config["tokenize"]["shard_rows"],
+    )
     result = {
-        "name": "prep",
-        "what": "ingest + clean + align + tokenize + write shards of a Dacon-sized training set",
-        "unit": "rows/s",
-        "figure": round(len(frame) / seconds, 1),
-        "seconds": round(seconds, 2),
-        "baseline": "the tokenizer encoding the shards' distinct whole texts once, in one batch",
-        "floor_seconds": round(floor_seconds, 2),
-        "ratio": round(seconds / floor_seconds, 2),
-        "floor_texts": len(texts),
-        "contexts_seconds": round(contexts_seconds, 2),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "rows": len(frame),
+        "seconds": seconds,
+        "base_rss_mb": base_rss,
+        "peak_rss_mb": peak_rss_mb(),
         "rows_kept": encoded.rows.num_rows,
         "rows_dropped": len(encoded.dropped),
         "contexts_truncated": sum(encoded.rows.column("context_truncated").to_pylist()),
-        "contexts": int(frame["context"].nunique()),
-        "mean_context_chars": round(float(frame["context"].str.len().mean()), 1),
-        "tokenizer": str(args.tokenizer or "tiny byte-level BPE")
-        + f", vocab {tokenizer.tokenizer.get_vocab_size()}"
-        + (", chat template" if args.chat_template else ""),
-        "max_seq_len": prompt["max_seq_len"],
-        "cpu_cores": len(os.sched_getaffinity(0)),
+        "shard_rows_read_back": len(read_shards(out_dir, columns=["id"])[0]),
     }
-    write_json(result, args.out)
-    print(result, file=sys.stderr)
+    if args.arm == "koqa" and not floor_texts.exists():
+        texts = shard_texts(kept, encoded, layout)
+        pd.DataFrame({"text": texts}).to_parquet(floor_texts)
+    shutil.rmtree(out_dir)  # not inside the next round's timing
+    return result
+
+
+def _write_inputs(args: argparse.Namespace) -> dict:
+    """The arms' inputs in ``args.work``: the synthetic CSVs and the tiny tokenizer."""
+    config = load_config(REPO / "config.yaml")
+    sample = read_records(REPO / config["data"]["train"], required=("answer",))
+    sizes = {"koqa": args.rows} | ({"scaled": args.rows * args.scale} if args.scale else {})
+    shape = {}
+    for arm, rows in sizes.items():
+        frame = synthetic_set(sample, rows, SEED + rows)
+        frame.to_csv(args.work / f"{arm}.csv", index=False)
+        shape[arm] = {
+            "rows": len(frame),
+            "contexts": int(frame["context"].nunique()),
+            "mean_context_chars": round(float(frame["context"].str.len().mean()), 1),
+        }
+        print(f"{arm}: {shape[arm]}", file=sys.stderr)
+    if args.tokenizer is None:
+        from koqa.model.basemodel import train_bpe_tokenizer  # imports torch: not in the arms
+
+        texts = [*sample["context"], *sample["question"], *sample["answer"].fillna("")]
+        vocab_size = config["model"]["tiny"]["vocab_size"]
+        train_bpe_tokenizer(texts, vocab_size).save_pretrained(args.work / "tokenizer")
+    return shape
+
+
+def main() -> None:
+    args = _arguments()
+    if run_as_arm(args, run_arm):
+        return
+    with tempfile.TemporaryDirectory(prefix="koqa-prep-") as work:
+        args.work = Path(work)
+        shape = _write_inputs(args)
+        passed = [f"--{k}={v}" for k, v in (("threads", args.threads), ("work", args.work))]
+        passed += [f"--tokenizer={args.tokenizer}"] if args.tokenizer else []
+        passed += ["--chat-template"] if args.chat_template else []
+        runs = run_arms(Path(__file__), passed, ("koqa", "floor"), args.rounds)
+        if args.scale:
+            runs |= run_arms(Path(__file__), passed, ("scaled",), 1)
+        load = load_average()
+    koqa, floor = fastest(runs["koqa"]), fastest(runs["floor"])
+    details = {
+        "seconds": {
+            arm: [round(run["seconds"], 2) for run in arm_runs] for arm, arm_runs in runs.items()
+        },
+        "load_average_after_arms": load,
+        "threads": args.threads,
+        "floor_texts": floor["texts"],
+        "rows_per_s": round(shape["koqa"]["rows"] / koqa["seconds"], 1),
+        "koqa": koqa,
+        "floor": floor,
+        "input": shape,
+        "tokenizer": str(args.tokenizer or "tiny byte-level BPE")
+        + (", chat template" if args.chat_template else ""),
+    }
+    if args.scale:
+        scaled = runs["scaled"][0]
+        time_ratio = scaled["seconds"] / koqa["seconds"]
+        details["scale"] = {
+            "rows_ratio": args.scale,
+            "time_ratio": round(time_ratio, 2),
+            "time_ratio_at_most": round(args.scale * SCALE_SLACK, 2),
+            "meets_target": time_ratio <= args.scale * SCALE_SLACK,
+            "run": scaled,
+        }
+    write_result(
+        args.out,
+        name="prep",
+        what="ingest + clean + align + tokenize + write shards of a Dacon-sized training set",
+        unit="seconds",
+        figure=koqa["seconds"],
+        baseline="the same tokenizer encoding the shards' distinct whole texts once, one batch",
+        baseline_figure=floor["seconds"],
+        target={"at_most": TARGET_RATIO},
+        **details,
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Benchmark: koqa's length-grouped batching against Hugging Face Trainer's default, same model and data.
+"""Benchmark: koqa's training loop against transformers.Trainer with length grouping, and against
+the machine's matrix-multiply peak.
 
-    .venv/bin/python bench/train.py [--rows 256] [--repeats 2] [--out results/bench/train.json]
+    .venv/bin/python bench/train.py [--rows 256] [--repeats 2] [--mfu-steps 6] [--rss-steps 8]
+                                    [--out results/bench/train.json]
 
 Data shaped like the contest's: contexts drawn to its length distribution (mean 902, p95 1,598,
 max 2,000 characters) from the embedded sample's sentences, answers of about 7 characters (a short
@@ -8,16 +10,27 @@ span of the context), questions from the sample; tokenized as the pipeline does 
 answer eos``, prompt labels -100, up to ``--max-seq-len`` tokens) with the tiny byte-level BPE.
 The model is the default config's tiny Llama with LoRA (r 16 on every linear layer).
 
-Measured, in one run, on the same rows, one epoch each (every row processed once, so both arms do
-the same useful work), the arms alternating ``--repeats`` times (the best time of each counts):
+1. Useful (non-padding) tokens per second, on the same rows, one epoch each (every row once, so
+   every arm does the same useful work), the arms alternating ``--repeats`` times in this process
+   (the fastest run of each counts):
 
-- koqa: :class:`koqa.train.loop.Trainer` (length-grouped batches from the token counts);
-- the baseline: ``transformers.Trainer`` with its defaults: random order, each batch padded to its
-  longest row (``DataCollatorForSeq2Seq``), same batch size, learning rate and clipping.
+   - koqa: :class:`koqa.train.loop.Trainer` (length-grouped batches from the token counts);
+   - the baseline: ``transformers.Trainer`` with ``train_sampling_strategy="group_by_length"``
+     (``group_by_length=True`` before transformers 5), same batch size, learning rate, schedule
+     and clipping, each batch padded to its longest row (``DataCollatorForSeq2Seq``);
+   - a second row: ``transformers.Trainer`` with its defaults (random order).
 
-The figure is useful (non-padding) tokens per second; padding fraction = padding / all batch cells.
-Then each method trains ``--rss-steps`` steps in a fresh process on the same data to report its peak
-resident memory. The result goes to ``results/bench/train.json``.
+   Target: koqa at least 1.2 times the baseline.
+2. MFU: koqa's loop fully fine-tuning a ~24M-parameter Llama (hidden 512, 8 layers, fp32) on
+   full-length rows: 6 N tokens/s (N: its parameters; the embedding is tied, so N is also the
+   weights of its matrix products; attention's own FLOPs are not counted) over the fp32
+   ``torch.mm`` peak measured in this process (the best of large square products, before and after
+   the training). Target: at least 0.6. torch.profiler then shows where a step's time goes, by the
+   loop's ``koqa.*`` record_function labels (data, forward, backward, optimizer).
+3. Each method trains ``--rss-steps`` steps in a fresh process on the same data to report its peak
+   resident memory (0: skipped).
+
+The result goes to ``results/bench/train.json``.
 """
 
 from __future__ import annotations
@@ -25,8 +38,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import random
+import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +48,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from benchlib import REPO, contest_shaped_rows, fastest, load_average, write_result
+from torch.profiler import ProfilerActivity, profile
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerFast, TrainingArguments
 from transformers import Trainer as HFTrainer
 
@@ -43,49 +58,29 @@ from koqa.data.ingest import read_records
 from koqa.data.prompt import build_layout
 from koqa.data.shards import encode_rows
 from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
-from koqa.files import write_json
 from koqa.model.adapters import trainable_model
 from koqa.model.basemodel import build_tiny_llama, load_base_model, train_bpe_tokenizer
-from koqa.train.loop import Trainer, peak_rss_mb
+from koqa.runtime import peak_rss_mb
+from koqa.train.loop import Trainer
 from koqa.train.variants import METHODS, resolve_variant
 
-REPO = Path(__file__).resolve().parents[1]
 SEED = 11
-# Contest context lengths (characters): mean 902, p95 1,598, max 2,000 -> a log-normal with these.
-CONTEXT_MU, CONTEXT_SIGMA, CONTEXT_MIN, CONTEXT_MAX = 6.726, 0.396, 100, 2000
+# the MFU model: ~24M parameters (hidden 512, 8 layers), trained in full
+MFU_ARCH = {
+    "hidden_size": 512,
+    "intermediate_size": 1152,
+    "num_layers": 8,
+    "num_heads": 8,
+    "max_position_embeddings": 1024,
+}
+MFU_BATCH, MFU_SEQ = 8, 256
+PEAK_SIZE = 2048  # torch.mm of two fp32 matrices this square
+TARGET_RATIO, TARGET_MFU = 1.2, 0.6
 LORA = {
     "r": 16,
     "alpha": 32,
     "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 }
-
-
-def contest_shaped_rows(sample: pd.DataFrame, n_rows: int, seed: int) -> pd.DataFrame:
-    """``n_rows`` of (context, question, target) with the contest's context and answer lengths."""
-    rng = random.Random(seed)
-    sentences = [s.strip() + "." for c in sample["context"] for s in c.split(".") if s.strip()]
-    questions = sample["question"].tolist()
-    rows = []
-    for i in range(n_rows):
-        length = min(
-            CONTEXT_MAX, max(CONTEXT_MIN, round(rng.lognormvariate(CONTEXT_MU, CONTEXT_SIGMA)))
-        )
-        context = ""
-        while len(context) < length:
-            context += rng.choice(sentences) + " "
-        context = context[:length].strip()
-        words = context.split()
-        start = rng.randrange(len(words))
-        target = " ".join(words[start : start + rng.choice((1, 1, 2, 2, 3))])
-        rows.append(
-            {
-                "id": f"B{i:05d}",
-                "context": context,
-                "question": rng.choice(questions),
-                "target": target,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def encode(
@@ -110,7 +105,11 @@ def run_koqa(base_dir: Path, rows: pd.DataFrame, settings: dict, pad_id: int) ->
         started = time.perf_counter()
         summary = trainer.run(Path(scratch) / "checkpoints", Path(scratch) / "metrics.csv")
         seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 2), "padding_fraction": summary["padding_fraction"]}
+    return {
+        "seconds": round(seconds, 2),
+        "padding_fraction": summary["padding_fraction"],
+        "load_average": load_average(),
+    }
 
 
 class CountingCollator(DataCollatorForSeq2Seq):
@@ -126,9 +125,14 @@ class CountingCollator(DataCollatorForSeq2Seq):
 
 
 def run_hf_trainer(
-    base_dir: Path, rows: pd.DataFrame, settings: dict, tokenizer: PreTrainedTokenizerFast
+    base_dir: Path,
+    rows: pd.DataFrame,
+    settings: dict,
+    tokenizer: PreTrainedTokenizerFast,
+    sampling: str,
 ) -> dict:
-    """One epoch of transformers.Trainer with its default sampler and pad-to-longest collation."""
+    """One epoch of transformers.Trainer with ``sampling`` (``group_by_length`` or ``random``)
+    and pad-to-longest collation."""
     dataset = [
         {"input_ids": ids.tolist(), "attention_mask": [1] * len(ids), "labels": labels.tolist()}
         for ids, labels in zip(rows["input_ids"], rows["labels"], strict=True)
@@ -138,6 +142,7 @@ def run_hf_trainer(
         arguments = TrainingArguments(
             output_dir=scratch,
             per_device_train_batch_size=settings["batch_size"],
+            train_sampling_strategy=sampling,
             num_train_epochs=1,
             learning_rate=settings["lr"],
             max_grad_norm=settings["max_grad_norm"],
@@ -166,6 +171,7 @@ def run_hf_trainer(
     return {
         "seconds": round(seconds, 2),
         "padding_fraction": round(1 - collator.tokens / collator.cells, 4),
+        "load_average": load_average(),
     }
 
 
@@ -197,13 +203,89 @@ def measure_one_method(job_dir: Path, method: str, steps: int) -> None:
     print(json.dumps({"method": method, "peak_rss_mb": peak_rss_mb()}))
 
 
+def matmul_peak_flops(size: int = PEAK_SIZE, repeats: int = 5) -> float:
+    """The best fp32 FLOP/s of ``torch.mm`` on two ``size`` x ``size`` matrices (after one warm-up
+    product): the machine's attainable matrix-multiply peak with this process's threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
+def full_length_rows(count: int, length: int, vocab: int) -> pd.DataFrame:
+    """``count`` rows of ``length`` random tokens (no padding), the last 8 the answer."""
+    generator = torch.Generator().manual_seed(SEED)
+    ids = [torch.randint(4, vocab, (length,), generator=generator).tolist() for _ in range(count)]
+    return pd.DataFrame(
+        {
+            "input_ids": ids,
+            "labels": [[-100] * (length - 8) + row[-8:] for row in ids],
+            "n_tokens": length,
+            "prompt_len": length - 8,
+        }
+    )
+
+
+def step_profile(trainer: Trainer, scratch: Path) -> dict[str, float]:
+    """Milliseconds per optimizer step in each ``koqa.*`` region of the loop (torch.profiler)."""
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        trainer.run(scratch / "profiled", scratch / "profiled.csv")
+    regions = {e.key: e for e in profiler.key_averages() if e.key.startswith("koqa.")}
+    steps = regions["koqa.step"].count  # the other regions lie inside the steps
+    return {key.removeprefix("koqa."): e.cpu_time_total / 1e3 / steps for key, e in regions.items()}
+
+
+def measure_mfu(tokenizer: PreTrainedTokenizerFast, settings: dict, steps: int) -> dict:
+    """Full fine-tuning of the ~24M Llama: tokens/s (median of the steps after the first), MFU
+    against the ``torch.mm`` peak, and the profiled split of a step."""
+    model = build_tiny_llama(tokenizer, MFU_ARCH, seed=SEED)
+    n_params = sum(p.numel() for p in model.parameters())
+    full = settings | {"method": "full", "name": "full", "lr": 1e-4, "epochs": 1}
+    rows = full_length_rows(MFU_BATCH * steps, MFU_SEQ, len(tokenizer))
+    peaks = [matmul_peak_flops()]
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        trainer = Trainer(trainable_model(model, full), rows, full, 0, device="cpu")
+        trainer.run(scratch / "checkpoints", scratch / "metrics.csv", scratch / "timing.csv")
+        speeds = pd.read_csv(scratch / "timing.csv")["tokens_per_s"].tolist()
+        peaks.append(matmul_peak_flops())
+        profiled = Trainer(model, rows.iloc[: MFU_BATCH * min(steps, 3)], full, 0, device="cpu")
+        regions = step_profile(profiled, scratch)
+    tokens_per_s = statistics.median(speeds[1:] or speeds)
+    peak = max(peaks)
+    achieved = 6 * n_params * tokens_per_s
+    attention = 6 * MFU_ARCH["num_layers"] * MFU_ARCH["hidden_size"] * MFU_SEQ  # causal half
+    return {
+        "mfu": round(achieved / peak, 3),
+        "target_mfu": TARGET_MFU,
+        "meets_target": achieved / peak >= TARGET_MFU,
+        "mfu_with_attention": round((achieved + attention * tokens_per_s) / peak, 3),
+        "tokens_per_s": round(tokens_per_s, 1),
+        "tokens_per_s_by_step": speeds,
+        "parameters": n_params,
+        "achieved_gflops": round(achieved / 1e9, 2),
+        "peak_gflops": round(peak / 1e9, 2),
+        "peak_gflops_before_after": [round(x / 1e9, 2) for x in peaks],
+        "peak_from": f"torch.mm fp32 {PEAK_SIZE}x{PEAK_SIZE}, best of 5",
+        "batch": f"{MFU_BATCH} rows x {MFU_SEQ} tokens, no padding, fp32, AdamW",
+        "architecture": MFU_ARCH,
+        "step_ms": {key: round(ms, 2) for key, ms in regions.items()},
+        "load_average": load_average(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-seq-len", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--rss-steps", type=int, default=8)
+    parser.add_argument("--mfu-steps", type=int, default=6, help="0: no MFU measurement")
+    parser.add_argument("--rss-steps", type=int, default=8, help="0: no peak memory per method")
     parser.add_argument("--out", type=Path, default=REPO / "results/bench/train.json")
     parser.add_argument("--rss-method", help=argparse.SUPPRESS)
     parser.add_argument("--job-dir", type=Path, help=argparse.SUPPRESS)
@@ -236,52 +318,58 @@ def main() -> None:
             file=sys.stderr,
         )
         pad_id = hf_tokenizer.pad_token_id
-        koqa_runs, hf_runs = [], []
-        for _ in range(args.repeats):
-            koqa_runs.append(run_koqa(job_dir / "base", rows, settings, pad_id))
-            print(f"koqa: {koqa_runs[-1]}", file=sys.stderr)
-            hf_runs.append(run_hf_trainer(job_dir / "base", rows, settings, hf_tokenizer))
-            print(f"transformers.Trainer: {hf_runs[-1]}", file=sys.stderr)
+        base = job_dir / "base"
+        arms = {
+            "koqa": lambda: run_koqa(base, rows, settings, pad_id),
+            "grouped": lambda: run_hf_trainer(
+                base, rows, settings, hf_tokenizer, "group_by_length"
+            ),
+            "default": lambda: run_hf_trainer(base, rows, settings, hf_tokenizer, "random"),
+        }
+        runs: dict[str, list[dict]] = {arm: [] for arm in arms}
+        for _ in range(args.repeats):  # alternating, so that a change in load hits every arm
+            for arm, run in arms.items():
+                runs[arm].append(run())
+                print(f"{arm}: {runs[arm][-1]}", file=sys.stderr)
+        mfu = measure_mfu(hf_tokenizer, settings, args.mfu_steps) if args.mfu_steps else None
+        print(f"mfu: {mfu}", file=sys.stderr)
         rows.to_parquet(job_dir / "rows.parquet")
         (job_dir / "job.json").write_text(
             json.dumps({"train": train, "batch_size": args.batch_size, "pad_id": pad_id})
         )
-        peaks = peak_rss_per_method(job_dir, settings, args.rss_steps)
-    koqa, hf = (min(runs, key=lambda run: run["seconds"]) for runs in (koqa_runs, hf_runs))
-    useful_tokens = int(rows["n_tokens"].sum())  # both arms process every row once
-    figure, baseline_figure = (useful_tokens / run["seconds"] for run in (koqa, hf))
-    result = {
-        "name": "train",
-        "what": "LoRA training on contest-shaped rows: useful (non-padding) tokens per second",
-        "unit": "useful tokens/s",
-        "figure": round(figure, 1),
-        "baseline": "transformers.Trainer defaults: random order, pad to the longest row",
-        "baseline_figure": round(baseline_figure, 1),
-        "ratio": round(figure / baseline_figure, 2),
-        "padding_fraction": koqa["padding_fraction"],
-        "baseline_padding_fraction": hf["padding_fraction"],
-        "seconds": koqa["seconds"],
-        "baseline_seconds": hf["seconds"],
-        "all_seconds": {
-            "koqa": [r["seconds"] for r in koqa_runs],
-            "baseline": [r["seconds"] for r in hf_runs],
+        peaks = peak_rss_per_method(job_dir, settings, args.rss_steps) if args.rss_steps else {}
+    best = {arm: fastest(arm_runs) for arm, arm_runs in runs.items()}
+    useful_tokens = int(rows["n_tokens"].sum())  # every arm processes every row once
+    speed = {arm: useful_tokens / run["seconds"] for arm, run in best.items()}
+    write_result(
+        args.out,
+        name="train",
+        what="LoRA training on contest-shaped rows: useful (non-padding) tokens per second",
+        unit="useful tokens/s",
+        figure=speed["koqa"],
+        baseline="transformers.Trainer, train_sampling_strategy=group_by_length, same batch "
+        "size, lr, schedule and clipping, pad to the longest row",
+        baseline_figure=speed["grouped"],
+        target={"at_least": TARGET_RATIO},
+        default_trainer={
+            "what": "transformers.Trainer defaults: random order, pad to the longest row",
+            "figure": round(speed["default"], 1),
+            "ratio": round(speed["koqa"] / speed["default"], 3),
         },
-        "rows": len(rows),
-        "useful_tokens": useful_tokens,
-        "batch_size": args.batch_size,
-        "mean_context_chars": round(float(frame["context"].str.len().mean()), 1),
-        "mean_answer_chars": round(float(frame["target"].str.len().mean()), 1),
-        "mean_tokens": round(float(rows["n_tokens"].mean()), 1),
-        "max_seq_len": args.max_seq_len,
-        "model": f"tiny Llama {sum(p.numel() for p in model.parameters())} parameters, LoRA r 16",
-        "peak_rss_mb_per_method": peaks,
-        "rss_steps": args.rss_steps,
-        "threads": torch.get_num_threads(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "cpu_cores": len(os.sched_getaffinity(0)),
-    }
-    write_json(result, args.out)
-    print(json.dumps(result, indent=2), file=sys.stderr)
+        padding_fraction={arm: run["padding_fraction"] for arm, run in best.items()},
+        runs=runs,
+        rows=len(rows),
+        useful_tokens=useful_tokens,
+        batch_size=args.batch_size,
+        mean_context_chars=round(float(frame["context"].str.len().mean()), 1),
+        mean_answer_chars=round(float(frame["target"].str.len().mean()), 1),
+        mean_tokens=round(float(rows["n_tokens"].mean()), 1),
+        max_seq_len=args.max_seq_len,
+        model=f"tiny Llama {sum(p.numel() for p in model.parameters())} parameters, LoRA r 16",
+        mfu=mfu,
+        peak_rss_mb_per_method=peaks,
+        rss_steps=args.rss_steps,
+    )
 
 
 if __name__ == "__main__":

@@ -60,3 +60,14 @@ def job_log(path: str | Path | None) -> Iterator[logging.Logger]:
             raise
         finally:
             sys.stdout, sys.stderr = saved
+
+
+def peak_rss_mb() -> float | None:
+    """The most resident memory this process has used so far, in MiB (Linux's VmHWM; None where
+    there is no /proc). Not ``getrusage``: its maximum carries a parent's memory across fork+exec."""
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return round(kib / 1024, 1)

@@ -54,6 +54,10 @@ from koqa.data.tokenizer import TextTokenizer
 from koqa.files import atomic_path
 
 IGNORE_INDEX = -100
+# Texts per tokenizer call (enough for its threads). The tokenizer's Encoding objects take tens of
+# bytes per token (ids, tokens, offsets, masks): one chunk of them lives at a time, the rest is
+# kept as int32 ids.
+ENCODE_CHUNK = 1024
 SPLITS = ("train", "validation", "test")
 SCHEMA = pa.schema(
     [
@@ -111,6 +115,16 @@ def _char_window(
 def _lengths(encodings: list) -> np.ndarray:
     """The length of each encoding (or list)."""
     return np.fromiter((len(e) for e in encodings), np.int64, len(encodings))
+
+
+def _encode_ids(tokenizer: TextTokenizer, texts: list[str], special: bool) -> list[np.ndarray]:
+    """The int32 ids of each text, encoded in batches of :data:`ENCODE_CHUNK` texts."""
+    encode = tokenizer.tokenizer.encode_batch_fast
+    ids: list[np.ndarray] = []
+    for start in range(0, len(texts), ENCODE_CHUNK):
+        chunk = encode(texts[start : start + ENCODE_CHUNK], add_special_tokens=special)
+        ids += [np.array(encoding.ids, np.int32) for encoding in chunk]
+    return ids
 
 
 def _answer_spans(frame: pd.DataFrame) -> list[tuple[int, int] | None]:
@@ -171,8 +185,11 @@ class _SplitEncoder:
         self.dropped: list[tuple[str, str, str]] = []
         self.targets_apart = 0
         self.alive = np.ones(n_rows, bool)
-        self.prompts: list = [None] * n_rows
-        self.fulls: list = [None] * n_rows  # whole encodings of prompt + target
+        self.prompts: list[np.ndarray | None] = [None] * n_rows
+        # what follows the prompt in the whole encoding of prompt + target; None where the
+        # prompt's last token merges with the target (``merged``: the tokens at the boundary)
+        self.tails: list[np.ndarray | None] = [None] * n_rows
+        self.merged: dict[int, list[int]] = {}
         self.windows = np.zeros((n_rows, 2), np.int64)  # kept characters of each context
         self.windows[:, 1] = [len(self.contexts[i]) for i in self.context_of_row]
         # tokens of the context alone and of its kept window, counted once a row is cut
@@ -182,9 +199,7 @@ class _SplitEncoder:
         # a training target's tokens, counted alone: what a training prompt must leave room for
         self.answer_tokens = np.zeros(n_rows, np.int64)
         if self.training:
-            encodings = tokenizer.tokenizer.encode_batch_fast(
-                self.targets, add_special_tokens=False
-            )
+            encodings = _encode_ids(tokenizer, self.targets, special=False)
             self.answer_tokens = _lengths(encodings) + len(layout.end_ids)
 
     def _encode(self, rows: np.ndarray) -> np.ndarray:
@@ -197,21 +212,34 @@ class _SplitEncoder:
             )
             for r in rows
         ]
-        encode = self.tokenizer.tokenizer.encode_batch_fast
         special = self.layout.add_special_tokens
-        prompts = encode(texts, add_special_tokens=special)
-        for r, encoding in zip(rows, prompts, strict=True):
-            self.prompts[r] = encoding.ids
+        prompts = _encode_ids(self.tokenizer, texts, special)
+        for r, ids in zip(rows, prompts, strict=True):
+            self.prompts[r] = ids
         over = _lengths(prompts) + self.answer_tokens[rows] - self.max_seq_len
         if not self.labelled:
             return over
         fits = np.flatnonzero(over <= 0)  # the others are cut first
-        fulls = encode([texts[i] + self.targets[rows[i]] for i in fits], add_special_tokens=special)
-        for i, encoding in zip(fits, fulls, strict=True):
-            self.fulls[rows[i]] = encoding.ids
+        fulls = _encode_ids(
+            self.tokenizer, [texts[i] + self.targets[rows[i]] for i in fits], special
+        )
+        for i, full in zip(fits, fulls, strict=True):
+            self._split_full(rows[i], full)
         if self.training:
             over[fits] = _lengths(fulls) + len(self.layout.end_ids) - self.max_seq_len
         return over
+
+    def _split_full(self, r: int, full: np.ndarray) -> None:
+        """Keep what follows row ``r``'s prompt in ``full`` (its prompt + target), or the tokens
+        at the boundary where the prompt's last token merges with the target."""
+        prompt = self.prompts[r]
+        n = len(prompt)
+        if np.array_equal(full[:n], prompt):
+            self.tails[r] = full[n:].copy()  # not a view: the whole encoding is let go
+            self.merged.pop(r, None)
+        else:
+            self.tails[r] = None
+            self.merged[r] = full[n - 1 : n + 1].tolist()
 
     def _shorten(self, rows: np.ndarray, over: np.ndarray) -> np.ndarray:
         """Cut ``over`` more tokens off the contexts of ``rows`` (their windows shrink from the
@@ -244,23 +272,24 @@ class _SplitEncoder:
             self.windows[r] = _char_window(self.contexts[context], starts, ends, lo, hi)
         return rows[~no_room]
 
-    def _target(self, r: int) -> list[int] | None:
+    def _target(self, r: int) -> np.ndarray | None:
         """The target ids of row ``r``: what follows its prompt in the whole encoding, then
         ``end_ids``; None for a training row whose prompt's last token merges with it."""
-        prompt, full = self.prompts[r], self.fulls[r]
-        if full[: len(prompt)] == prompt:
-            return full[len(prompt) :] + list(self.layout.end_ids)
+        end_ids = np.asarray(self.layout.end_ids, np.int32)
+        if self.tails[r] is not None:
+            return np.concatenate([self.tails[r], end_ids])
         if self.training:
-            boundary = full[len(prompt) - 1 : len(prompt) + 1]
             detail = (
-                f"the prompt ends in token {prompt[-1]}, which the whole text with the answer "
-                f"encodes as {boundary}"
+                f"the prompt ends in token {self.prompts[r][-1]}, which the whole text with the "
+                f"answer encodes as {self.merged[r]}"
             )
             self.dropped.append((self.ids[r], "answer_merges_with_prompt", detail))
             return None
         # a validation row keeps its prompt; its target only feeds the validation loss
         self.targets_apart += 1
-        return self.tokenizer.encode(self.targets[r]) + list(self.layout.end_ids)
+        return np.concatenate(
+            [np.asarray(self.tokenizer.encode(self.targets[r]), np.int32), end_ids]
+        )
 
     def run(self) -> EncodedSplit:
         """Encode every row whole; cut what does not fit and encode it again until every row
@@ -273,8 +302,9 @@ class _SplitEncoder:
             if todo.size:
                 over = self._encode(todo)
         answers = []
+        no_target = np.zeros(0, np.int32)
         for r in np.flatnonzero(self.alive):
-            target = self._target(r) if self.labelled else []
+            target = self._target(r) if self.labelled else no_target
             if target is None:
                 self.alive[r] = False
             else:
@@ -308,8 +338,8 @@ def encode_split(
 
 def _assemble(
     row_ids: list[str],
-    prompts: list[list[int]],
-    answers: list[list[int]],
+    prompts: list[np.ndarray],
+    answers: list[np.ndarray],
     windows: np.ndarray,
     truncated: np.ndarray,
     uncut_prompt_tokens: np.ndarray,
@@ -322,14 +352,11 @@ def _assemble(
     n_tokens = prompt_lens + answer_lens
     offsets = np.zeros(n_rows + 1, np.int64)
     np.cumsum(n_tokens, out=offsets[1:])
-    input_ids = np.fromiter(
-        chain.from_iterable(chain.from_iterable(zip(prompts, answers, strict=True))),
-        np.int32,
-        int(offsets[-1]),
-    )
-    row_of_token = np.repeat(np.arange(n_rows), n_tokens)
-    in_prompt = np.arange(offsets[-1]) - offsets[row_of_token] < prompt_lens[row_of_token]
-    labels = np.where(in_prompt, IGNORE_INDEX, input_ids).astype(np.int32)
+    pieces = list(chain.from_iterable(zip(prompts, answers, strict=True)))
+    input_ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+    # the pieces alternate prompt, answer: one byte a token marks the prompts' (no int64 per token)
+    in_prompt = np.repeat(np.tile([True, False], n_rows), [len(piece) for piece in pieces])
+    labels = np.where(in_prompt, np.int32(IGNORE_INDEX), input_ids)
     untruncated = np.where(truncated, uncut_prompt_tokens + answer_lens, n_tokens)
     list_offsets = pa.array(offsets.astype(np.int32))
     return pa.table(

@@ -45,10 +45,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from koqa.data.shards import IGNORE_INDEX
 from koqa.files import atomic_path
+from koqa.runtime import peak_rss_mb
 from koqa.train import distributed
 from koqa.train.checkpoint import Checkpoints, load_weights, set_rng_state
 
@@ -146,17 +148,6 @@ def collate(rows: pd.DataFrame, pad_id: int) -> dict[str, torch.Tensor]:
 def answer_tokens(rows: pd.DataFrame) -> int:
     """Tokens that carry a loss: the answer and EOS (labels are shifted, so position 0 never does)."""
     return int((rows["n_tokens"] - rows["prompt_len"].clip(lower=1)).sum())
-
-
-def peak_rss_mb() -> float | None:
-    """The most resident memory this process has used so far, in MiB (Linux's VmHWM; None where
-    there is no /proc). Not ``getrusage``: its maximum carries a parent's memory across fork+exec."""
-    try:
-        status = Path("/proc/self/status").read_text(encoding="ascii")
-    except OSError:
-        return None
-    kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-    return round(kib / 1024, 1)
 
 
 def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
@@ -379,10 +370,13 @@ class Trainer:
         for i, (mb, counts) in enumerate(share):
             weight = answer_tokens(mb) / n_answer if counts else 0.0
             with distributed.gradient_sync(self.engine, last=i == len(share) - 1):
-                with autocast_to(self.device, self.autocast_dtype):
-                    loss = self.engine(**self._batch(mb)).loss * weight
+                with record_function("koqa.data"):
+                    batch = self._batch(mb)
+                with autocast_to(self.device, self.autocast_dtype), record_function("koqa.forward"):
+                    loss = self.engine(**batch).loss * weight
                 # DDP and FSDP average the gradients over processes: scale the sum back up
-                self.scaler.scale(loss * self.world.size).backward()
+                with record_function("koqa.backward"):
+                    self.scaler.scale(loss * self.world.size).backward()
             loss_sum += loss.detach().double()
             if counts:
                 tokens += int(mb["n_tokens"].sum())  # what collate leaves unmasked
@@ -390,14 +384,15 @@ class Trainer:
         loss_sum = loss_sum.item()
         if self.world.size > 1:
             loss_sum, tokens, cells = distributed.sum_values([loss_sum, tokens, cells], self.device)
-        self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            list(self.params.values()), self.settings["max_grad_norm"]
-        )
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        with record_function("koqa.optimizer"):
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                list(self.params.values()), self.settings["max_grad_norm"]
+            )
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
         return StepResult(loss_sum, int(tokens), int(cells), distributed.scalar(grad_norm))
 
     @torch.no_grad()
@@ -456,7 +451,10 @@ class Trainer:
         while self.step < self.total_steps and not self._stopped_early():
             epoch, position = divmod(self.step, self.steps_per_epoch)
             tick = time.perf_counter()
-            result = self._optimizer_step(self._micro_batches(epoch, position))
+            with record_function("koqa.step"):
+                with record_function("koqa.data"):
+                    micro_batches = self._micro_batches(epoch, position)
+                result = self._optimizer_step(micro_batches)
             step_seconds = time.perf_counter() - tick
             self.step += 1
             val_loss = None
