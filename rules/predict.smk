@@ -1,5 +1,6 @@
-# Prediction: batched greedy generation per variant and split, post-processing and snapping to the
-# context (decided per variant on validation), and the ensemble's majority vote.
+# Prediction: batched greedy generation per variant and split (free or constrained to the context,
+# decided per variant on validation), post-processing and snapping to the context (decided per
+# variant on validation), and the ensemble's majority vote.
 
 from koqa.predict.ensemble import ensemble_members
 
@@ -17,6 +18,22 @@ GENERATION_KEYS = (
     if config["predict"]["max_new_tokens"] == "auto"
     else ["max_new_tokens"]
 )
+# predict.constrain: always | never decide every generation; auto generates validation both ways
+# (rule predict_both), keeps per variant the one with the higher validation F1 (rule
+# constrain_choice, results/predictions/{variant}/constrain.json) and test follows that decision.
+CONSTRAIN = config["predict"]["constrain"]
+
+
+def context_rows(wildcards):
+    """The cleaned rows that hold the contexts a constrained generation keeps to."""
+    return [] if CONSTRAIN == "never" else split_table(wildcards)
+
+
+def constrain_choice(wildcards):
+    """The validation decision a test prediction follows under predict.constrain: auto."""
+    if CONSTRAIN == "auto" and wildcards.split == "test":
+        return f"results/predictions/{wildcards.variant}/constrain.json"
+    return []
 
 
 rule predict:
@@ -26,6 +43,8 @@ rule predict:
         train_shards="results/data/shards/train",
         model=model_input,
         download=download_input,
+        rows=context_rows,
+        choice=constrain_choice,
     output:
         generated="results/predictions/{variant}/{split}.generated.csv",
         timing="results/predictions/{variant}/{split}.timing.json",
@@ -34,7 +53,7 @@ rule predict:
     benchmark:
         "results/benchmarks/predict/{variant}/{split}.tsv"
     wildcard_constraints:
-        split="validation|test",
+        split="test" if CONSTRAIN == "auto" else "validation|test",
     conda:
         "../envs/model.yaml"
     threads: config["threads"]
@@ -47,8 +66,47 @@ rule predict:
         precision=lambda wildcards: variant_settings(wildcards)["precision"],
         trust_remote_code=config["model"]["trust_remote_code"],
         dtype=config["model"]["dtype"],
+        constrain=CONSTRAIN,
     script:
         "../scripts/predict.py"
+
+
+if CONSTRAIN == "auto":
+
+    # validation: the free and the constrained generations from one job (the model loads once)
+    use rule predict as predict_both with:
+        output:
+            generated="results/predictions/{variant}/{split}.free.generated.csv",
+            constrained="results/predictions/{variant}/{split}.constrained.generated.csv",
+            timing="results/predictions/{variant}/{split}.timing.json",
+        wildcard_constraints:
+            split="validation",
+
+    rule constrain_choice:
+        input:
+            free="results/predictions/{variant}/validation.free.generated.csv",
+            constrained="results/predictions/{variant}/validation.constrained.generated.csv",
+            rows="results/data/split/validation.parquet",
+            raw="results/data/raw/train.parquet",
+            synonyms=config["clean"]["synonyms"] or [],
+        output:
+            choice="results/predictions/{variant}/constrain.json",
+            # the chosen generations: what answers_validation post-processes
+            generated="results/predictions/{variant}/validation.generated.csv",
+        log:
+            "results/logs/constrain/{variant}.log",
+        conda:
+            "../envs/data.yaml"
+        params:
+            template=lambda wildcards: config["prompt"]["template"],
+            clean=canonical(config["clean"]),
+            snap=config["predict"]["snap"],
+            snap_min_f1=config["predict"]["snap_min_f1"],
+        script:
+            "../scripts/constrain_choice.py"
+
+    localrules:
+        constrain_choice,
 
 
 rule answers_validation:
