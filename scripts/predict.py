@@ -16,7 +16,8 @@ configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log, claim_gpus(int(snakemake.resources.get("gpu", 0))):
     from koqa.predict.job import run_prediction
 
-    both = "constrained" in snakemake.output.keys()
+    constrained_csv = snakemake.output.get("constrained")  # predict_both: free and constrained
+    both = constrained_csv is not None
     choice = snakemake.input.get("choice") or None
     timing = run_prediction(
         variant_dir=Path(snakemake.input.adapter),
@@ -41,6 +42,6 @@ with job_log(snakemake.log[0]) as log, claim_gpus(int(snakemake.resources.get("g
         dtype=snakemake.params.dtype,
         constrain=not both and use_constraint(snakemake.params.constrain, choice and Path(choice)),
         split_rows=Path(snakemake.input.rows) if snakemake.input.get("rows") else None,
-        constrained_csv=Path(snakemake.output.constrained) if both else None,
+        constrained_csv=Path(constrained_csv) if both else None,
     )
     log.info("%s", timing)

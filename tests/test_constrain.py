@@ -148,7 +148,9 @@ def test_every_tokenization_of_a_context_span_is_allowed(kind_tokenizer) -> None
 def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("constrain_zoo")
     return {
-        kind: make_model_dir(root / kind, "llama", chat=True, tokenizer_kind=kind, dtype=torch.float32)
+        kind: make_model_dir(
+            root / kind, "llama", chat=True, tokenizer_kind=kind, dtype=torch.float32
+        )
         for kind in KINDS
     }
 
@@ -227,7 +229,9 @@ def _whole_characters(tokenizer, tokens: list[int]) -> int:
 
 def test_the_choice_keeps_the_decoding_with_the_higher_validation_f1(tmp_path: Path) -> None:
     gold = {"a": "서울", "b": "980억 원"}
-    decision = constrain_decision({"a": "서울시", "b": "980억 원"}, {"a": "서울", "b": "980억"}, gold)
+    decision = constrain_decision(
+        {"a": "서울시", "b": "980억 원"}, {"a": "서울", "b": "980억"}, gold
+    )
     assert decision["f1_constrained"] < decision["f1_free"] and not decision["used"]
     assert decision["changed"] == 2
     decision = constrain_decision({"a": "부산", "b": "980억"}, {"a": "서울", "b": "980억"}, gold)

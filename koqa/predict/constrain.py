@@ -122,7 +122,9 @@ class SpanIndex:
         pieces = token_bytes(tokenizer)
         # tokens of spaces only: free while a row has generated nothing else
         self.blank_ids = [
-            i for i, piece in enumerate(pieces) if piece and not piece.strip(b" ") and i not in stops
+            i
+            for i, piece in enumerate(pieces)
+            if piece and not piece.strip(b" ") and i not in stops
         ]
         # bytes -> the tokens with exactly those bytes; every proper prefix of a token is a key too
         # (with no tokens of its own unless one has those bytes), so a walk stops at the first miss
@@ -135,7 +137,9 @@ class SpanIndex:
             self.pieces[piece] = (*self.pieces.get(piece, ()), index)
         self._cache: dict[str, Matches] = {}
 
-    def _walk(self, text: bytes, lead: bytes, start: int, found: list[tuple[int, int, int]]) -> None:
+    def _walk(
+        self, text: bytes, lead: bytes, start: int, found: list[tuple[int, int, int]]
+    ) -> None:
         """Add (start, token, end) for every token whose bytes are ``lead`` + text[start:end],
         text[start:end] not empty."""
         for end in range(start + 1, len(text) + 1):

@@ -101,7 +101,9 @@ def run_prediction(
         )
     )
     pad_id = model.config.pad_token_id
-    runs = {out_csv: constrain} if constrained_csv is None else {out_csv: False, constrained_csv: True}
+    runs = (
+        {out_csv: constrain} if constrained_csv is None else {out_csv: False, constrained_csv: True}
+    )
     constraint = None
     if any(runs.values()):
         if split_rows is None:
@@ -135,6 +137,10 @@ def run_prediction(
             f"{prefix}answers_per_s": round(len(answers) / seconds, 2),
             f"{prefix}generated_tokens": sum(len(tokens) for tokens in generated),
         }
-    timing |= {"constrained": "both" if len(runs) > 1 else constrain, "max_new_tokens": max_new_tokens, "device": device}
+    timing |= {
+        "constrained": "both" if len(runs) > 1 else constrain,
+        "max_new_tokens": max_new_tokens,
+        "device": device,
+    }
     write_json(timing, out_timing)
     return timing
