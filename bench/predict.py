@@ -10,6 +10,8 @@ the same model and adapter, on the same device, in the same run, each in a fresh
 - koqa: the predict job's way, :func:`koqa.predict.generate.prepare_for_inference` (adapter folded into the
   weights) and :func:`koqa.predict.generate.greedy_generate` (batches of ``--batch-size``, default the
   config's, each shared context run once, KV cache, stop at EOS or a newline), then decoding;
+- koqa constrained: the same, decoding only spans of each prompt's context
+  (``predict.constrain``; :mod:`koqa.predict.constrain`): what the mask costs;
 - the baseline, as the contest's official baseline predicted: a transformers ``text-generation``
   pipeline called on one prompt text at a time, greedy, stopping at EOS only.
 
@@ -38,7 +40,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-ARMS = ("koqa", "baseline")
+ARMS = ("koqa", "constrained", "baseline")
 
 
 def _arguments() -> argparse.Namespace:
@@ -70,20 +72,22 @@ def _run_arm(args: argparse.Namespace) -> dict:
     from koqa.data.tokenizer import load_text_tokenizer
     from koqa.model.adapters import load_variant
     from koqa.predict.answers import clean_answer, prompt_markers
+    from koqa.predict.constrain import ContextConstraint, SpanIndex
     from koqa.predict.generate import (
         decode_answers,
         greedy_generate,
         prepare_for_inference,
         stop_token_ids,
     )
-    from koqa.predict.job import resolve_max_new_tokens
+    from koqa.predict.job import prompt_contexts, resolve_max_new_tokens
     from koqa.train.loop import peak_rss_mb
 
     config = yaml.safe_load(args.config.read_text(encoding="utf-8"))
     batch_size = args.batch_size or config["predict"]["batch_size"]
     base_dir = (args.results / "model/base").resolve()
     shards = args.results / "data/shards"
-    rows = pd.concat([read_shards(shards / split)[0] for split in ("validation", "test")])
+    splits = {"validation": "split/validation.parquet", "test": "clean/test.parquet"}
+    rows = pd.concat([read_shards(shards / split)[0] for split in splits])
     prompts = [
         ids[:n].tolist() for ids, n in zip(rows["input_ids"], rows["prompt_len"], strict=True)
     ]
@@ -95,11 +99,25 @@ def _run_arm(args: argparse.Namespace) -> dict:
 
     same_prompt_tokens = None
     prompt_tokens = sum(map(len, prompts))
-    if args.arm == "koqa":
+    if args.arm in ("koqa", "constrained"):
         model = prepare_for_inference(model)  # as the predict job does
         stop_ids = stop_token_ids(text_tokenizer.tokenizer, text_tokenizer.eos_id)
+        contexts = [
+            context
+            for split, table in splits.items()
+            for context in prompt_contexts(
+                read_shards(shards / split)[0], args.results / "data" / table
+            )
+        ]
 
         def answer_all() -> list[str]:
+            # constrained: the token index and every context's matches are built in each pass,
+            # as the predict job builds them
+            constraint = (
+                ContextConstraint(SpanIndex(text_tokenizer.tokenizer, stop_ids), contexts)
+                if args.arm == "constrained"
+                else None
+            )
             generated = greedy_generate(
                 model,
                 prompts,
@@ -108,6 +126,7 @@ def _run_arm(args: argparse.Namespace) -> dict:
                 batch_size=batch_size,
                 max_new_tokens=max_new_tokens,
                 device=args.device,
+                constraint=constraint,
             )
             return decode_answers(text_tokenizer.tokenizer, generated)
 
@@ -150,7 +169,7 @@ def _run_arm(args: argparse.Namespace) -> dict:
         "all_seconds": [round(t, 3) for t in times],
         "n": len(prompts),
         "max_new_tokens": max_new_tokens,
-        "batch_size": batch_size if args.arm == "koqa" else 1,
+        "batch_size": 1 if args.arm == "baseline" else batch_size,
         "prompt_tokens": prompt_tokens,
         "peak_rss_mb": peak_rss_mb(),
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20
@@ -178,14 +197,23 @@ def main() -> None:
                 result = json.loads(out.read_text(encoding="utf-8"))
                 if arm not in arms or result["seconds"] < arms[arm]["seconds"]:
                     arms[arm] = result
-    koqa, baseline = arms["koqa"], arms["baseline"]
-    same = sum(a == b for a, b in zip(koqa.pop("answers"), baseline.pop("answers"), strict=True))
+    koqa, constrained, baseline = arms["koqa"], arms["constrained"], arms["baseline"]
+    answers = {arm: result.pop("answers") for arm, result in arms.items()}
+    same = sum(a == b for a, b in zip(answers["koqa"], answers["baseline"], strict=True))
+    constrained_same = sum(
+        a == b for a, b in zip(answers["koqa"], answers["constrained"], strict=True)
+    )
     result = {
         "name": "predict",
         "unit": "answers/s",
         "figure": round(koqa["answers_per_s"], 2),
         "baseline_figure": round(baseline["answers_per_s"], 2),
         "ratio": round(koqa["answers_per_s"] / baseline["answers_per_s"], 2),
+        # constrained decoding on the same prompts: its answers/s and the share of its answers
+        # that equal the free ones
+        "constrained_figure": round(constrained["answers_per_s"], 2),
+        "constrained_ratio": round(constrained["answers_per_s"] / koqa["answers_per_s"], 2),
+        "constrained_same_answers": round(constrained_same / koqa["n"], 3),
         "target_ratio": 5,
         "variant": args.variant,
         "device": args.device,
@@ -196,6 +224,7 @@ def main() -> None:
         "same_prompt_tokens": baseline.pop("same_prompt_tokens"),
         "same_answers": round(same / koqa["n"], 3),
         "koqa": {k: v for k, v in koqa.items() if k != "same_prompt_tokens"},
+        "constrained": {k: v for k, v in constrained.items() if k != "same_prompt_tokens"},
         "baseline": baseline,
     }
     write_json(result, args.out)
