@@ -229,13 +229,14 @@ def _whole_characters(tokenizer, tokens: list[int]) -> int:
 
 def test_the_choice_keeps_the_decoding_with_the_higher_validation_f1(tmp_path: Path) -> None:
     gold = {"a": "서울", "b": "980억 원"}
-    decision = constrain_decision(
-        {"a": "서울시", "b": "980억 원"}, {"a": "서울", "b": "980억"}, gold
-    )
+    free, constrained = {"a": "서울", "b": "980억 원"}, {"a": "서울시", "b": "980억"}
+    decision = constrain_decision(free, constrained, gold)
     assert decision["f1_constrained"] < decision["f1_free"] and not decision["used"]
     assert decision["changed"] == 2
     decision = constrain_decision({"a": "부산", "b": "980억"}, {"a": "서울", "b": "980억"}, gold)
     assert decision["used"]
+    decision = constrain_decision(free, free, gold)  # a tie keeps free decoding
+    assert decision["changed"] == 0 and not decision["used"]
     path = tmp_path / "constrain.json"
     path.write_text('{"used": true}', encoding="utf-8")
     assert use_constraint("auto", path) and use_constraint("always", None)
