@@ -18,22 +18,6 @@ GENERATION_KEYS = (
     if config["predict"]["max_new_tokens"] == "auto"
     else ["max_new_tokens"]
 )
-# predict.constrain: always | never decide every generation; auto generates validation both ways
-# (rule predict_both), keeps per variant the one with the higher validation F1 (rule
-# constrain_choice, results/predictions/{variant}/constrain.json) and test follows that decision.
-CONSTRAIN = config["predict"]["constrain"]
-
-
-def context_rows(wildcards):
-    """The cleaned rows that hold the contexts a constrained generation keeps to."""
-    return [] if CONSTRAIN == "never" else split_table(wildcards)
-
-
-def constrain_choice(wildcards):
-    """The validation decision a test prediction follows under predict.constrain: auto."""
-    if CONSTRAIN == "auto" and wildcards.split == "test":
-        return f"results/predictions/{wildcards.variant}/constrain.json"
-    return []
 
 
 rule predict:
@@ -44,7 +28,7 @@ rule predict:
         model=model_input,
         download=download_input,
         rows=context_rows,
-        choice=constrain_choice,
+        choice=constrain_decision_input,
     output:
         generated="results/predictions/{variant}/{split}.generated.csv",
         timing="results/predictions/{variant}/{split}.timing.json",

@@ -146,7 +146,8 @@ class SpanIndex:
             tokens = self.pieces.get(lead + text[start:end])
             if tokens is None:
                 return
-            found.extend((start, token, end) for token in tokens)
+            for token in tokens:
+                found.append((start, token, end))
 
     def matches(self, context: str) -> Matches:
         """Every match of a token in ``context`` (see :class:`Matches`)."""
