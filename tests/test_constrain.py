@@ -144,6 +144,14 @@ def test_every_tokenization_of_a_context_span_is_allowed(kind_tokenizer) -> None
         assert not _allowed_all_the_way(index, context, tokens), f"{kind}: {outside!r}"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> None:
+    """Tiny models: a second thread only adds synchronisation on a busy machine."""
+    threads, _ = torch.get_num_threads(), torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("constrain_zoo")
