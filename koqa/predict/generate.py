@@ -266,13 +266,13 @@ def _decode_batch(prompts: list[list[int]], batch: Batch, how: Decoding) -> dict
         logits = output.logits[:, -1]
         if how.on_step:
             how.on_step([rows[k] for k in alive], logits)
-        if spans:
+        if spans is not None:
             live = torch.tensor(alive, device=how.device)
             steps_left = how.max_new_tokens - 1 - step
             allowed = spans.allowed(live, logits.shape[-1], steps_left)
             logits = logits.masked_fill(~allowed, -math.inf)
         tokens = logits.argmax(-1)
-        if spans:
+        if spans is not None:
             spans.advance(live, tokens)
         keep = []
         for k, (row, token) in enumerate(zip(alive, tokens.tolist(), strict=True)):
