@@ -89,8 +89,8 @@ def token_bytes(tokenizer: Tokenizer) -> list[bytes]:
 class Matches:
     """One context's matches: a token ``token`` whose bytes are the context's from ``start`` to
     ``end`` (byte positions); ``first``: only a row's first token after its leading spaces may
-    make it (its own leading space skipped). ``to_finish[p]``: the fewest tokens that take position ``p`` (0 .. length) to a
-    character start along the context (0: ``p`` starts one)."""
+    make it (its own leading space skipped). ``to_finish[p]``: the fewest tokens that take
+    position ``p`` (0 .. length) to a character start along the context (0: ``p`` starts one)."""
 
     start: np.ndarray
     token: np.ndarray
