@@ -251,3 +251,12 @@ def test_the_choice_keeps_the_decoding_with_the_higher_validation_f1(tmp_path: P
     assert not use_constraint("never", path)
     with pytest.raises(ValueError, match="needs the validation decision"):
         use_constraint("auto", None)
+
+
+def test_prompt_contexts_are_the_kept_windows_and_name_missing_rows(tmp_path: Path) -> None:
+    path = tmp_path / "rows.parquet"
+    pd.DataFrame({"id": ["a", "b"], "context": ["서울과 부산", "980억 원"]}).to_parquet(path)
+    shard_rows = pd.DataFrame({"id": ["b", "a"], "context_start": [0, 4], "context_end": [4, 6]})
+    assert prompt_contexts(shard_rows, path) == ["980억", "부산"]
+    with pytest.raises(ValueError, match=r"rows.parquet: no row for shard ids \['c'\]"):
+        prompt_contexts(shard_rows.assign(id=["b", "c"]), path)
