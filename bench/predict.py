@@ -17,6 +17,8 @@ timed ``--repeats`` times each (the fastest pass counts), loading excluded:
   (shared prefixes run once, finished rows leave the batch);
 - the baseline: ``model.generate`` in batches of 16, left-padded, KV cache, greedy, the same stop
   tokens as ``eos_token_id``; prompts sorted by length first (less padding);
+- koqa constrained: the same with ``predict.constrain`` (decoding only spans of each prompt's
+  context, :mod:`koqa.predict.constrain`; the index built in every pass): what the mask costs;
 - one at a time: ``model.generate`` on each prompt alone (what a text-generation pipeline called
   per prompt does), on the first ``--single`` prompts.
 
@@ -50,7 +52,7 @@ from benchlib import (
 
 from koqa.runtime import configure_job, peak_rss_mb
 
-ARMS = ("koqa", "batched", "single")
+ARMS = ("koqa", "constrained", "batched", "single")
 BASELINE_BATCH = 16
 TARGET_RATIO = 2.0
 SEED = 5
@@ -91,6 +93,8 @@ def run_arm(args: argparse.Namespace) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+    from koqa.data.tokenizer import load_text_tokenizer
+    from koqa.predict.constrain import ContextConstraint, SpanIndex
     from koqa.predict.generate import greedy_generate, prepare_for_inference
 
     job = json.loads((args.work / "job.json").read_text(encoding="utf-8"))
@@ -98,10 +102,19 @@ def run_arm(args: argparse.Namespace) -> dict:
     stops, budget, pad_id = set(job["stop_ids"]), job["max_new_tokens"], job["pad_id"]
     model = AutoModelForCausalLM.from_pretrained(args.work / "model", dtype=torch.float32).eval()
 
-    if args.arm == "koqa":
+    if args.arm in ("koqa", "constrained"):
         model = prepare_for_inference(model)
+        tokenizer = load_text_tokenizer(args.work / "model").tokenizer
+        contexts = pd.read_parquet(args.work / "prompts.parquet")["context"].tolist()
 
         def answer_all() -> list[list[int]]:
+            # constrained: the token index and each context's matches are built in every pass,
+            # as the predict job builds them
+            constraint = (
+                ContextConstraint(SpanIndex(tokenizer, sorted(stops)), contexts)
+                if args.arm == "constrained"
+                else None
+            )
             return greedy_generate(
                 model,
                 prompts,
@@ -110,6 +123,7 @@ def run_arm(args: argparse.Namespace) -> dict:
                 batch_size=job["batch_size"],
                 max_new_tokens=budget,
                 device="cpu",
+                constraint=constraint,
             )
 
     else:
@@ -208,7 +222,16 @@ def _set_up(args: argparse.Namespace) -> dict:
     model.save_pretrained(args.work / "model", safe_serialization=True)
     test = encode_split(test_frame, tokenizer, layout, max_seq_len, "test").rows.to_pandas()
     prompts = [ids[:n] for ids, n in zip(test["input_ids"], test["prompt_len"], strict=True)]
-    pd.DataFrame({"ids": prompts}).to_parquet(args.work / "prompts.parquet")
+    contexts = [  # the part of each context its prompt holds, for constrained decoding
+        context[start:end]
+        for context, start, end in zip(
+            test_frame.set_index("id").loc[test["id"], "context"],
+            test["context_start"],
+            test["context_end"],
+            strict=True,
+        )
+    ]
+    pd.DataFrame({"ids": prompts, "context": contexts}).to_parquet(args.work / "prompts.parquet")
     predict = config["predict"]
     job = {
         "stop_ids": stop_token_ids(tokenizer.tokenizer, tokenizer.eos_id),
@@ -280,6 +303,9 @@ def main() -> None:
         same = sum(a == b for a, b in zip(answers["koqa"], answers["batched"], strict=True))
         differences = explain_differences(args.work, answers["koqa"], answers["batched"])
     single_same = sum(a == b for a, b in zip(answers["koqa"], answers["single"], strict=False))
+    constrained_same = sum(
+        a == b for a, b in zip(answers["koqa"], answers["constrained"], strict=True)
+    )
     write_result(
         args.out,
         name="predict",
@@ -296,6 +322,14 @@ def main() -> None:
             "ratio": round(best["koqa"]["answers_per_s"] / best["single"]["answers_per_s"], 3),
             "prompts": best["single"]["prompts"],
             "same_tokens_as_koqa": single_same,
+        },
+        constrained={
+            "what": "koqa with predict.constrain (decoding only spans of each prompt's context)",
+            "figure": round(best["constrained"]["answers_per_s"], 3),
+            "ratio_to_free": round(
+                best["constrained"]["answers_per_s"] / best["koqa"]["answers_per_s"], 3
+            ),
+            "same_tokens_as_free": constrained_same,
         },
         same_tokens=same,
         prompts=len(answers["koqa"]),

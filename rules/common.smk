@@ -87,3 +87,21 @@ def validation_shards(wildcards):
 def uses_gpu(wildcards):
     """GPUs a train or predict job asks for: one unless the variant is pinned to the CPU."""
     return int(variant_settings(wildcards)["device"] != "cpu")
+
+
+# predict.constrain: always | never decide every generation; auto generates validation both ways
+# (rule predict_both), keeps per variant the one with the higher validation F1 (rule
+# constrain_choice, results/predictions/{variant}/constrain.json) and test follows that decision.
+CONSTRAIN = config["predict"]["constrain"]
+
+
+def context_rows(wildcards):
+    """The cleaned rows that hold the contexts a constrained generation keeps to."""
+    return [] if CONSTRAIN == "never" else split_table(wildcards)
+
+
+def constrain_decision_input(wildcards):
+    """The validation decision a test prediction follows under predict.constrain: auto."""
+    if CONSTRAIN == "auto" and wildcards.split == "test":
+        return f"results/predictions/{wildcards.variant}/constrain.json"
+    return []

@@ -1,6 +1,6 @@
-# Prediction: batched greedy generation per variant and split, post-processing (each step decided
-# per variant on validation), and the ensemble (members, and vote or likelihood, chosen on
-# validation).
+# Prediction: batched greedy generation per variant and split (free or constrained to the context,
+# decided per variant on validation), post-processing (each step decided per variant on
+# validation), and the ensemble (members, and vote or likelihood, chosen on validation).
 
 from koqa.predict.ensemble import ensemble_members
 
@@ -29,6 +29,8 @@ rule predict:
         train_shards="results/data/shards/train",
         model=model_input,
         download=download_input,
+        rows=context_rows,
+        choice=constrain_decision_input,
     output:
         generated="results/predictions/{variant}/{split}.generated.csv",
         timing="results/predictions/{variant}/{split}.timing.json",
@@ -37,7 +39,7 @@ rule predict:
     benchmark:
         "results/benchmarks/predict/{variant}/{split}.tsv"
     wildcard_constraints:
-        split="validation|test",
+        split="test" if CONSTRAIN == "auto" else "validation|test",
     conda:
         "../envs/model.yaml"
     threads: config["threads"]
@@ -50,8 +52,47 @@ rule predict:
         precision=lambda wildcards: variant_settings(wildcards)["precision"],
         trust_remote_code=config["model"]["trust_remote_code"],
         dtype=config["model"]["dtype"],
+        constrain=CONSTRAIN,
     script:
         "../scripts/predict.py"
+
+
+if CONSTRAIN == "auto":
+
+    # validation: the free and the constrained generations from one job (the model loads once)
+    use rule predict as predict_both with:
+        output:
+            generated="results/predictions/{variant}/{split}.free.generated.csv",
+            constrained="results/predictions/{variant}/{split}.constrained.generated.csv",
+            timing="results/predictions/{variant}/{split}.timing.json",
+        wildcard_constraints:
+            split="validation",
+
+    rule constrain_choice:
+        input:
+            free="results/predictions/{variant}/validation.free.generated.csv",
+            constrained="results/predictions/{variant}/validation.constrained.generated.csv",
+            rows="results/data/split/validation.parquet",
+            raw="results/data/raw/train.parquet",
+            synonyms=config["clean"]["synonyms"] or [],
+        output:
+            choice="results/predictions/{variant}/constrain.json",
+            # the chosen generations: what answers_validation post-processes
+            generated="results/predictions/{variant}/validation.generated.csv",
+        log:
+            "results/logs/constrain/{variant}.log",
+        conda:
+            "../envs/data.yaml"
+        params:
+            template=lambda wildcards: config["prompt"]["template"],
+            clean=canonical(config["clean"]),
+            policies=canonical(config["predict"]["postprocess"]),
+            snap_min_f1=config["predict"]["snap_min_f1"],
+        script:
+            "../scripts/constrain_choice.py"
+
+    localrules:
+        constrain_choice,
 
 
 rule answers_validation:

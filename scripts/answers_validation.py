@@ -5,27 +5,18 @@ import pandas as pd
 
 from koqa.data.synonyms import load_synonyms
 from koqa.files import write_csv, write_json
-from koqa.predict.answers import (
-    answer_frame,
-    cut_answers,
-    decide_steps,
-    post_steps,
-    row_contexts,
-)
+from koqa.predict.answers import answer_frame, post_steps, validation_answers
 from koqa.runtime import configure_job, job_log
-from koqa.score.evaluation import raw_gold
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
     rows = pd.read_parquet(snakemake.input.rows)
     raw = pd.read_parquet(snakemake.input.raw, columns=["id", "context", "answer"])
-    answers, records = decide_steps(
-        cut_answers(
-            pd.read_csv(snakemake.input.generated, dtype=str, keep_default_na=False),
-            snakemake.params.template,
-        ),
-        row_contexts(rows, raw),
-        raw_gold(rows, raw),
+    answers, records = validation_answers(
+        pd.read_csv(snakemake.input.generated, dtype=str, keep_default_na=False),
+        rows,
+        raw,
+        snakemake.params.template,
         snakemake.params.policies,
         post_steps(
             load_synonyms(snakemake.input.synonyms or None),

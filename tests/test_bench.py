@@ -85,3 +85,5 @@ def test_predict_bench(tmp_path: Path) -> None:
     assert report["arms"]["koqa"]["generated_tokens"] > 2 * prompts  # answers of several tokens
     single = report["one_at_a_time"]
     assert single["prompts"] == 3 and single["same_tokens_as_koqa"] == 3
+    constrained = report["constrained"]
+    assert constrained["figure"] > 0 and 0 <= constrained["same_tokens_as_free"] <= prompts

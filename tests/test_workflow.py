@@ -78,6 +78,12 @@ def test_outputs_at_their_stable_paths(workdir: Path) -> None:
         for split in ("validation", "test"):
             predictions = pd.read_csv(results / "predictions" / variant / f"{split}.csv")
             assert list(predictions.columns) == ["id", "answer"]
+        # predict.constrain: auto: validation generated both ways, the better one kept
+        generated = results / "predictions" / variant
+        decision = json.loads((generated / "constrain.json").read_text(encoding="utf-8"))
+        chosen = "constrained" if decision["used"] else "free"
+        kept = (generated / "validation.generated.csv").read_bytes()
+        assert kept == (generated / f"validation.{chosen}.generated.csv").read_bytes()
 
     submission = pd.read_csv(results / "submission.csv", dtype=str, keep_default_na=False)
     assert list(submission.columns) == ["id", "answer"]

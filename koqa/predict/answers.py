@@ -33,6 +33,7 @@ from koqa.data.align import Aligner
 from koqa.data.clean import clean_synonyms
 from koqa.data.rawspan import raw_surface
 from koqa.data.textnorm import build_steps
+from koqa.score.evaluation import raw_gold
 from koqa.score.metric import score
 
 POLICIES = ("auto", "always", "never")
@@ -229,6 +230,26 @@ def apply_steps(
         if name in used:
             answers = _apply(steps[name], answers, contexts)
     return dict(answers)
+
+
+def validation_answers(
+    generated: pd.DataFrame,
+    rows: pd.DataFrame,
+    raw: pd.DataFrame,
+    template: str,
+    policies: Mapping[str, str],
+    steps: Mapping[str, PostStep],
+) -> tuple[dict[str, str], list[dict]]:
+    """The final answers of a split's validation generations (``id``, ``raw`` text): cut, then each
+    step decided against the raw gold answers (:func:`decide_steps`); and the step records.
+    ``rows``: the split's cleaned rows; ``raw``: the ingested table (``id, context, answer``)."""
+    return decide_steps(
+        cut_answers(generated, template),
+        row_contexts(rows, raw),
+        raw_gold(rows, raw),
+        policies,
+        steps,
+    )
 
 
 def answer_frame(answers: Mapping[str, str]) -> pd.DataFrame:

@@ -23,6 +23,9 @@ Little is computed twice, on padding, or for rows that are done:
   keys and values start the cache, the padding follows them. Positions always come from the
   attention mask, as in training.
 
+With a constraint (:mod:`koqa.predict.constrain`), each step's logits are masked to the tokens
+that keep a row's text a span of its prompt's context before the argmax; nothing else changes.
+
 All of it gives, to float rounding, the logits of a step-by-step full forward pass of each prompt
 alone (``tests/test_generation_equivalence.py`` and ``tests/test_architectures.py`` compare every
 step's logits, for every adaptation method on every model family).
@@ -49,6 +52,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 from transformers import Cache, PreTrainedModel
 
+from koqa.predict.constrain import ContextConstraint
 from koqa.train.loop import autocast
 
 log = logging.getLogger("koqa")
@@ -56,7 +60,8 @@ MIN_SHARED_TOKENS = 16
 # A batch: groups of (prefix length, prompt indices); all prompts of a group share that prefix.
 Batch = list[tuple[int, list[int]]]
 # Called at every decoding step with the prompt indices of the rows still generating and their
-# next-token logits (one row each): how a test sees what decoding computed.
+# next-token logits (one row each, before any constraint's mask): how a test sees what decoding
+# computed.
 StepLogits = Callable[[list[int], torch.Tensor], None]
 
 
@@ -91,7 +96,8 @@ def virtual_tokens(model: PreTrainedModel) -> VirtualTokens:
 class Decoding:
     """How every batch is decoded: the network that runs (a peft model's base, whose adapter
     layers are in place), the virtual tokens before every prompt, the padding id, the stop
-    tokens, the length cap, the device, and who sees each step's logits."""
+    tokens, the length cap, the device, who sees each step's logits, and the constraint to the
+    prompts' contexts (none: free decoding)."""
 
     network: PreTrainedModel
     virtual: VirtualTokens
@@ -100,6 +106,7 @@ class Decoding:
     max_new_tokens: int
     device: str
     on_step: StepLogits | None = None
+    constraint: ContextConstraint | None = None
 
 
 def answer_token_budget(answer_lengths: Iterable[int], quantile: float, margin: int) -> int:
@@ -245,6 +252,7 @@ def _decode_batch(prompts: list[list[int]], batch: Batch, how: Decoding) -> dict
     positions = _positions(mask)[:, -inputs.shape[1] :]
     alive = list(range(len(rows)))  # positions in `rows` of the rows still generating
     generated: list[list[int]] = [[] for _ in rows]
+    spans = how.constraint.state(rows, how.device) if how.constraint else None
     for step in range(how.max_new_tokens):
         output = how.network(
             input_ids=inputs,
@@ -258,7 +266,14 @@ def _decode_batch(prompts: list[list[int]], batch: Batch, how: Decoding) -> dict
         logits = output.logits[:, -1]
         if how.on_step:
             how.on_step([rows[k] for k in alive], logits)
+        if spans is not None:
+            live = torch.tensor(alive, device=how.device)
+            steps_left = how.max_new_tokens - 1 - step
+            allowed = spans.allowed(live, logits.shape[-1], steps_left)
+            logits = logits.masked_fill(~allowed, -math.inf)
         tokens = logits.argmax(-1)
+        if spans is not None:
+            spans.advance(live, tokens)
         keep = []
         for k, (row, token) in enumerate(zip(alive, tokens.tolist(), strict=True)):
             generated[row].append(token)
@@ -311,10 +326,12 @@ def greedy_generate(
     precision: str = "auto",
     share_prefixes: bool = True,
     on_step: StepLogits | None = None,
+    constraint: ContextConstraint | None = None,
 ) -> list[list[int]]:
     """The generated tokens of every prompt, in prompt order, each up to and including its stop token.
 
-    ``model`` comes from :func:`prepare_for_inference`; ``on_step`` sees every step's logits.
+    ``model`` comes from :func:`prepare_for_inference`; ``on_step`` sees every step's logits;
+    ``constraint``: only spans of each prompt's context are generated (:mod:`koqa.predict.constrain`).
     """
     how = Decoding(
         network=model.get_base_model() if isinstance(model, PeftModel) else model,
@@ -324,6 +341,7 @@ def greedy_generate(
         max_new_tokens=max_new_tokens,
         device=device,
         on_step=on_step,
+        constraint=constraint,
     )
     if share_prefixes and _past_the_window(how, max(map(len, prompts), default=0)):
         share_prefixes = False
