@@ -57,6 +57,9 @@ PLACEHOLDER = "answer"  # the sample submission's answer, as the contest's has i
 # the leaderboard (validation F1) and the submission, whose inputs are every scored variant's
 # held-out answers
 TARGETS = ("results/leaderboard.tsv", "results/submission.csv")
+# A variant's record of the post-processing it kept on validation: snap.json today, the per-step
+# postprocess.json of the answer-quality branch after it
+DECISIONS = ("postprocess.json", "snap.json")
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ def snakemake(scratch: Path, configfiles: list[Path], cores: int, *args: str) ->
     subprocess.run(command, cwd=scratch, check=True, env=os.environ | {"PYTHONPATH": str(REPO)})
 
 
-def variant_names(scratch: Path, configfiles: list[Path]) -> list[str]:
+def variant_names(configfiles: list[Path]) -> list[str]:
     """The setup's trained variants, as the workflow's effective config has them."""
     from koqa.config import load_config
 
@@ -175,7 +178,7 @@ def collect(scratch: Path) -> list[dict]:
     for variant in board["variant"]:
         validation = read_json(scratch / f"results/scores/{variant}.json")
         test = score_record(read_answers(scratch / f"results/predictions/{variant}/test.csv"), gold)
-        snap = scratch / f"results/predictions/{variant}/snap.json"
+        decisions = [scratch / f"results/predictions/{variant}/{name}" for name in DECISIONS]
         records.append(
             {
                 "variant": variant,
@@ -183,7 +186,7 @@ def collect(scratch: Path) -> list[dict]:
                 "validation_n": validation["n"],
                 "test_f1": round(test["f1"], 4),
                 "test_n": test["n"],
-                "postprocessing": read_json(snap) if snap.is_file() else None,
+                "postprocessing": next((read_json(p) for p in decisions if p.is_file()), None),
             }
         )
     return records
@@ -222,7 +225,7 @@ def main() -> None:
     levers = [lever for lever in LEVERS if not args.levers or lever.name in args.levers]
     scratch = REPO / "results/bench/quality" / args.setup
     configfiles = [*setup.configfiles, *map(Path.resolve, args.configfile), prepare(scratch, setup)]
-    variants = variant_names(scratch, configfiles)
+    variants = variant_names(configfiles)
     records = []
     for number, lever in enumerate(levers):
         overlay = _write_yaml(lever.overlay(variants), scratch / f"levers/{number}.yaml")
