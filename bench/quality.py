@@ -3,15 +3,16 @@ held-out contexts, for one data setup.
 
     .venv/bin/python bench/quality.py sample              # the embedded sample, default config
     .venv/bin/python bench/quality.py korquad             # KorQuAD 1.0 dev, bench/quality/korquad.yaml
-        [--data FILE] [--configfile FILE ...] [--cores 2] [--levers NAME ...]
+        [--data FILE] [--configfile FILE ...] [--name NAME] [--cores 2] [--levers NAME ...]
         [--out results/bench/quality.json]
 
 A setup is a labelled training file and the ``--configfile``\\ s it runs with. Its whole contexts are
 split once (seeded) into the rows the pipeline may use (``data.train``; the pipeline holds out its own
 validation contexts from them, ``split.validation_fraction``) and a held-out test: the held-out
 questions become ``data.test`` and a sample submission, their answers a gold file the pipeline never
-reads. Everything is written to a scratch directory, ``results/bench/quality/<setup>/``, which also
-holds links to the workflow (the data is never copied into the repository).
+reads. Everything is written to a scratch directory, ``results/bench/quality/<name>/`` (``--name``,
+default: the setup), which also holds links to the workflow (the data is never copied into the
+repository).
 
 Then, for each lever of :data:`LEVERS` (a config overlay, one line each), Snakemake runs in the
 scratch directory with the setup's config files plus the lever's overlay, so that only what the
@@ -20,10 +21,11 @@ setting or asks for it). After each run the harness collects every scored varian
 (``results/scores/<variant>.json``) and scores its held-out answers (``predictions/<variant>/test.csv``)
 against the gold file with :mod:`koqa.score.metric`.
 
-Output: ``results/bench/quality.json`` (one record per setup, lever and variant, with the
-post-processing each variant kept on validation) and ``results/bench/quality.md`` (one Markdown table
-per setup), merged with the other setups' records already there. The first run of a setup trains
-every variant; later runs reuse the scratch directory.
+Output: ``results/bench/quality.json`` (one record per run name, lever and variant, with the
+post-processing each variant kept on validation, the lever run's wall time and the load averages
+after it) and ``results/bench/quality.md`` (one Markdown table per run name), merged with the other
+runs' records already there. The first run of a name trains every variant; later runs reuse its
+scratch directory and retrain only what changed.
 """
 
 from __future__ import annotations
@@ -215,6 +217,9 @@ def main() -> None:
         default=[],
         help="more config files, after the setup's (e.g. tests/config/test.yaml)",
     )
+    parser.add_argument(
+        "--name", help="the run's name: its scratch directory and table (default: the setup's)"
+    )
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--levers", nargs="+", help="lever names (default: all of LEVERS)")
     parser.add_argument("--out", type=Path, default=REPO / "results/bench/quality.json")
@@ -223,7 +228,8 @@ def main() -> None:
     if args.data:
         setup = Setup(args.data, setup.configfiles, setup.test_fraction, setup.seed)
     levers = [lever for lever in LEVERS if not args.levers or lever.name in args.levers]
-    scratch = REPO / "results/bench/quality" / args.setup
+    name = args.name or args.setup
+    scratch = REPO / "results/bench/quality" / name
     configfiles = [*setup.configfiles, *map(Path.resolve, args.configfile), prepare(scratch, setup)]
     variants = variant_names(configfiles)
     records = []
@@ -232,12 +238,13 @@ def main() -> None:
         forcerun = ["--forcerun", *lever.forcerun] if lever.forcerun else []
         started = time.monotonic()
         snakemake(scratch, [*configfiles, overlay], args.cores, *TARGETS, *forcerun)
-        seconds = round(time.monotonic() - started, 1)
-        print(f"lever {lever.name!r}: {seconds} s", flush=True)
-        for record in collect(scratch):
-            records.append({"setup": args.setup, "lever": lever.name, "seconds": seconds} | record)
+        # the wall time of the lever's run, and the machine's load averages (1, 5, 15 min) after it
+        run = {"setup": name, "lever": lever.name}
+        run |= {"seconds": round(time.monotonic() - started, 1), "loadavg": os.getloadavg()}
+        print(f"lever {lever.name!r}: {run['seconds']} s, load {run['loadavg']}", flush=True)
+        records += [run | record for record in collect(scratch)]
     previous = json.loads(args.out.read_text()) if args.out.is_file() else []
-    records = [r for r in previous if r["setup"] != args.setup] + records
+    records = [r for r in previous if r["setup"] != name] + records
     write_json(records, args.out)
     with atomic_path(args.out.with_suffix(".md")) as tmp:
         tmp.write_text(markdown(records), encoding="utf-8")
