@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from koqa.data.ingest import read_records  # noqa: E402
-from koqa.files import atomic_path, read_json, write_csv, write_json  # noqa: E402
+from koqa.files import atomic_path, read_json, write_json  # noqa: E402
 from koqa.score.evaluation import read_answers, score_record  # noqa: E402
 
 # What a scratch directory links to: the workflow, its code and the embedded resources.
@@ -124,11 +124,11 @@ def split_heldout(data: Path, out: Path, fraction: float, seed: int) -> dict[str
         {k: v for k, v in r.items() if not pd.isna(v)} for r in train[keep].to_dict("records")
     ]
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "train.json") as tmp:
-        tmp.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
-    write_csv(test[["id", "context", "question"]], out / "test.csv")
-    write_csv(test[["id"]].assign(answer=PLACEHOLDER), out / "sample_submission.csv")
-    write_csv(test[["id", "answer"]], out / "gold.csv")
+    _write_text(json.dumps(records, ensure_ascii=False), out / "train.json")
+    _write_text(test[["id", "context", "question"]].to_csv(index=False), out / "test.csv")
+    sample = test[["id"]].assign(answer=PLACEHOLDER)
+    _write_text(sample.to_csv(index=False), out / "sample_submission.csv")
+    _write_text(test[["id", "answer"]].to_csv(index=False), out / "gold.csv")
     return {"train_rows": len(train), "test_rows": len(test), "test_contexts": len(held)}
 
 
@@ -153,9 +153,18 @@ def prepare(scratch: Path, setup: Setup) -> Path:
 
 
 def _write_yaml(data: dict, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    _write_text(yaml.safe_dump(data, allow_unicode=True), path)
     return path
+
+
+def _write_text(text: str, path: Path) -> None:
+    """Write ``text`` to ``path`` atomically, unless the file holds it already: an unchanged file
+    keeps its modification time, so that Snakemake reruns nothing on its account."""
+    data = text.encode("utf-8")
+    if path.is_file() and path.read_bytes() == data:
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def snakemake(scratch: Path, configfiles: list[Path], cores: int, *args: str) -> None:

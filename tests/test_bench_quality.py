@@ -3,6 +3,7 @@ the pipeline, the levers' overlays against the config schema, and the held-out s
 from a scratch directory. Cost: under 5 s."""
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +46,18 @@ def test_heldout_split_keeps_whole_contexts_apart_and_loses_no_row(tmp_path: Pat
     again = tmp_path / "again"
     quality.split_heldout(SAMPLE, again, fraction=0.1, seed=13)
     assert (again / "gold.csv").read_bytes() == (tmp_path / "gold.csv").read_bytes()
+
+
+def test_a_repeated_split_leaves_the_files_untouched(tmp_path: Path) -> None:
+    """The harness splits again on every run: rewritten files would make Snakemake retrain all."""
+    quality.split_heldout(SAMPLE, tmp_path, fraction=0.1, seed=13)
+    files = sorted(tmp_path.iterdir())
+    for path in files:
+        os.utime(path, ns=(1, 1))
+    quality.split_heldout(SAMPLE, tmp_path, fraction=0.1, seed=13)
+    assert [path.stat().st_mtime_ns for path in files] == [1] * len(files)
+    quality.split_heldout(SAMPLE, tmp_path, fraction=0.2, seed=13)
+    assert all(path.stat().st_mtime_ns > 1 for path in files)
 
 
 def test_heldout_train_file_keeps_answer_start(tmp_path: Path) -> None:
