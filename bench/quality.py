@@ -95,9 +95,9 @@ class Lever:
 
 # The levers, measured in this order; "baseline" is the config as it is. One line each.
 LEVERS = [
-    Lever("baseline", lambda variants: {}),
-    Lever("snap: never", lambda variants: {"predict": {"snap": "never"}}),
-    Lever("snap: always", lambda variants: {"predict": {"snap": "always"}}),
+    Lever("baseline", lambda v: {}),
+    Lever("snap: never", lambda v: {"predict": {"snap": "never"}}),
+    Lever("snap: always", lambda v: {"predict": {"snap": "always"}}),
     Lever("ensemble: no zeroshot", lambda v: {"ensemble": {"members": _trained(v)}}),
     Lever("share_prefixes: false", lambda v: {"predict": {"share_prefixes": False}}, ("predict",)),
 ]
