@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -90,7 +90,7 @@ class Lever:
 
     name: str
     overlay: Callable[[list[str]], dict]
-    forcerun: tuple[str, ...] = field(default=())
+    forcerun: tuple[str, ...] = ()
 
 
 # The levers, measured in this order; "baseline" is the config as it is. One line each.
@@ -123,7 +123,6 @@ def split_heldout(data: Path, out: Path, fraction: float, seed: int) -> dict[str
     records = [
         {k: v for k, v in r.items() if not pd.isna(v)} for r in train[keep].to_dict("records")
     ]
-    out.mkdir(parents=True, exist_ok=True)
     _write_text(json.dumps(records, ensure_ascii=False), out / "train.json")
     _write_text(test[["id", "context", "question"]].to_csv(index=False), out / "test.csv")
     sample = test[["id"]].assign(answer=PLACEHOLDER)
