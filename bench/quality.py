@@ -96,11 +96,24 @@ class Lever:
 # The levers, measured in this order; "baseline" is the config as it is. One line each.
 LEVERS = [
     Lever("baseline", lambda v: {}),
-    Lever("snap: never", lambda v: {"predict": {"snap": "never"}}),
-    Lever("snap: always", lambda v: {"predict": {"snap": "always"}}),
+    *(
+        Lever(f"{step}: {policy}", lambda v, s=step, p=policy: _postprocess(s, p))
+        for step in ("strip_wrappers", "trailing_period", "snap", "raw_surface")
+        for policy in ("never", "always")
+    ),
+    Lever("constrain: never", lambda v: {"predict": {"constrain": "never"}}),
+    Lever("constrain: always", lambda v: {"predict": {"constrain": "always"}}),
+    Lever("ensemble select: all", lambda v: {"ensemble": {"select": "all"}}),
+    Lever("ensemble method: vote", lambda v: {"ensemble": {"method": "vote"}}),
+    Lever("ensemble method: likelihood", lambda v: {"ensemble": {"method": "likelihood"}}),
     Lever("ensemble: no zeroshot", lambda v: {"ensemble": {"members": _trained(v)}}),
     Lever("share_prefixes: false", lambda v: {"predict": {"share_prefixes": False}}, ("predict",)),
 ]
+
+
+def _postprocess(step: str, policy: str) -> dict:
+    """The overlay setting one post-processing step's policy."""
+    return {"predict": {"postprocess": {step: policy}}}
 
 
 def _trained(variants: list[str]) -> list[str]:
