@@ -71,11 +71,7 @@ FOLDS = {
     "·": "・ㆍ",
     " ": "\u3000",
 }
-GROUPS = {
-    "(주)": "㈜",
-    "km": "㎞",
-    "%p": "%포인트",
-}  # several characters folded into one, or read as one
+GROUPS = {"(주)": "㈜", "km": "㎞"}  # several characters that NFKC folds back from one
 # the characters above that a special-character class folds (the others: NFKC)
 CLASS_FOLDED = "\"'-~·"
 INVISIBLE = "\u200b\ufeff\u00ad\u200e"
