@@ -132,7 +132,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(method: str, tiny_task:
         torch.manual_seed(0)
         base = load_base_model(tiny_task.base_dir, quantize_4bit=method == "qlora")
         model = trainable_model(base, variant, gradient_checkpointing=checkpointing).train()
-        input_ids = torch.tensor([list(ids) for ids in batch["input_ids"].map(lambda x: x[:20])])
+        input_ids = torch.tensor([list(ids[:20]) for ids in batch["input_ids"]], dtype=torch.long)
         model(input_ids=input_ids, labels=input_ids).loss.backward()
         gradients.append(
             {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}

@@ -72,7 +72,7 @@ def test_loss_counts_answer_tokens_only(tiny_task: TinyTask) -> None:
     total, count = 0.0, 0
     with torch.no_grad():
         for ids, prompt_len in zip(rows["input_ids"], rows["prompt_len"], strict=True):
-            ids = torch.tensor([list(ids)])
+            ids = torch.tensor([list(ids)], dtype=torch.long)
             logits = model(input_ids=ids).logits[0, prompt_len - 1 : -1]
             targets = ids[0, prompt_len:]
             total += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()

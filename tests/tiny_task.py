@@ -255,7 +255,7 @@ def validation_f1(model: torch.nn.Module, task: TinyTask, max_new_tokens: int = 
         task.validation["target"],
         strict=True,
     ):
-        prompt = torch.tensor([list(ids[:prompt_len])])
+        prompt = torch.tensor([list(ids[:prompt_len])], dtype=torch.long)
         output = generate(model, prompt, max_new_tokens, task.tokenizer.eos_id)[
             0, prompt.shape[1] :
         ].tolist()
