@@ -1,7 +1,10 @@
-"""Trained variants: saved and reloaded exactly, reproducible byte for byte, checked against the model.
+"""Trained variants: loaded from safetensors only, reproducible byte for byte, checked against the
+model; trained prefix and prompt tuning change generation.
 
 Each method is trained a few steps on the tiny task (``tests/tiny_task.py``) the way the train job
-trains it, then saved and loaded back the way the predict job loads it.
+trains it, then saved and loaded back the way the predict job loads it. That a reloaded variant
+gives the trained model's logits, left-padded, for every method, is checked by the architecture
+matrix (``tests/test_architectures.py``, every family, the tiny Llama among them).
 """
 
 from pathlib import Path
@@ -18,36 +21,9 @@ from koqa.model.adapters import check_target_modules, load_variant, save_variant
 from koqa.model.basemodel import load_base_model
 from koqa.predict.generate import prepare_for_inference
 from koqa.train.job import run_training
-from koqa.train.variants import METHODS, VariantError
+from koqa.train.variants import VariantError
 
 SHORT = {"epochs": 1, "batch_size": 16}  # 6 steps
-
-
-def _logits(model: torch.nn.Module, task: TinyTask) -> torch.Tensor:
-    rows = task.validation_rows.iloc[:4]
-    width = int(rows["n_tokens"].min())
-    input_ids = torch.tensor([list(ids[:width]) for ids in rows["input_ids"]])
-    with torch.no_grad():
-        return model.eval()(input_ids=input_ids).logits
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_saved_variant_reloads_to_identical_logits(
-    method: str, tiny_task: TinyTask, tmp_path: Path
-) -> None:
-    if method == "zeroshot":
-        trained = load_base_model(tiny_task.base_dir)
-        save_variant(None, settings(method), tiny_task.base_dir, tmp_path / "variant")
-    else:
-        trainer = make_trainer(tiny_task, method, **SHORT)
-        trainer.run(tmp_path / "checkpoints", tmp_path / "metrics.csv")
-        trained = trainer.model
-        save_variant(trained, settings(method), tiny_task.base_dir, tmp_path / "variant")
-    reloaded = load_variant(tmp_path / "variant", tiny_task.base_dir, "cpu")
-    expected = _logits(trained, tiny_task)
-    assert torch.equal(_logits(reloaded, tiny_task), expected)
-    if method != "zeroshot":  # the weights that were saved are the trained ones
-        assert not torch.equal(_logits(load_base_model(tiny_task.base_dir), tiny_task), expected)
 
 
 class _Payload:
@@ -156,7 +132,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(method: str, tiny_task:
         torch.manual_seed(0)
         base = load_base_model(tiny_task.base_dir, quantize_4bit=method == "qlora")
         model = trainable_model(base, variant, gradient_checkpointing=checkpointing).train()
-        input_ids = torch.tensor([list(ids) for ids in batch["input_ids"].map(lambda x: x[:20])])
+        input_ids = torch.tensor([list(ids[:20]) for ids in batch["input_ids"]], dtype=torch.long)
         model(input_ids=input_ids, labels=input_ids).loss.backward()
         gradients.append(
             {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}

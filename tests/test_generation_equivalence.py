@@ -7,7 +7,12 @@ Each variant is made the way training makes it (``trainable_model``), its traina
 their initial values (LoRA starts as a no-op, IA3 as identity scaling), saved like a trained variant
 and loaded back with ``load_variant``, as the predict job does. Prompt tuning through peft's
 ``generate()`` was off by ~1e-3 (position ids dropped for left-padded rows); fp32 on the CPU rounds at
-~1e-7. tests/test_architectures.py does the same on every model family.
+~1e-7.
+
+tests/test_architectures.py compares batched and alone logits on every model family with rows that
+never stop; this file is the one where rows stop (EOS, line break, cap) and leave their batch and
+its cache mid-way, in groups of three sharing a prefix, and where the tokens are also checked
+against plain greedy decoding (a row that stopped too early or too late fails here only).
 """
 
 from pathlib import Path

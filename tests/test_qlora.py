@@ -56,7 +56,7 @@ def _lora_pair(task: TinyTask) -> tuple[torch.nn.Module, torch.nn.Module]:
 def _lora_gradients(model: torch.nn.Module, task: TinyTask) -> dict[str, torch.Tensor]:
     rows = task.train_rows.iloc[:4]
     width = int(rows["n_tokens"].min())
-    input_ids = torch.tensor([list(ids[:width]) for ids in rows["input_ids"]])
+    input_ids = torch.tensor([list(ids[:width]) for ids in rows["input_ids"]], dtype=torch.long)
     model.train()
     model.zero_grad()
     model(input_ids=input_ids, labels=input_ids).loss.backward()
@@ -69,7 +69,7 @@ def _lora_gradients(model: torch.nn.Module, task: TinyTask) -> dict[str, torch.T
 
 def _inference_pass(model: torch.nn.Module, task: TinyTask) -> None:
     """What prediction and validation do to the model: eval mode, no-grad forward, generate."""
-    prompt = torch.tensor([list(task.validation_rows["input_ids"][0][:20])])
+    prompt = torch.tensor([list(task.validation_rows["input_ids"][0][:20])], dtype=torch.long)
     model.eval()
     with torch.no_grad():
         model(input_ids=prompt)

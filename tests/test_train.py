@@ -3,9 +3,11 @@
 On the tiny task of ``tests/tiny_task.py`` (company -> city, a mapping no context states): every
 method lowers the loss on the rows it trains on; ``lora`` and ``full`` answer unseen validation rows
 far better than the untrained model; and the same training with labels shifted against the inputs
-(the seed notebook's bug: prefix vectors prepended without shifting the labels) does not.
+(the seed notebook's bug: prefix vectors prepended without shifting the labels) does not. One
+accumulated optimizer step has the gradients of one forward pass over all its rows.
 """
 
+import copy
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +15,7 @@ import pytest
 import torch
 from tiny_task import COMPANIES, TinyTask, encode, make_trainer, validation_f1
 
+from koqa.data.shards import IGNORE_INDEX
 from koqa.model.basemodel import load_base_model
 from koqa.train.loop import answer_tokens, autocast_dtype, compute_dtype, length_grouped_batches
 from koqa.train.variants import METHODS
@@ -69,13 +72,86 @@ def test_loss_counts_answer_tokens_only(tiny_task: TinyTask) -> None:
     total, count = 0.0, 0
     with torch.no_grad():
         for ids, prompt_len in zip(rows["input_ids"], rows["prompt_len"], strict=True):
-            ids = torch.tensor([list(ids)])
+            ids = torch.tensor([list(ids)], dtype=torch.long)
             logits = model(input_ids=ids).logits[0, prompt_len - 1 : -1]
             targets = ids[0, prompt_len:]
             total += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
             count += len(targets)
     assert count == answer_tokens(rows)
     assert trainer.evaluate() == pytest.approx(total / count, rel=1e-5)
+
+
+# Answers from 1 to ~20 tokens: micro-batches carry very different numbers of answer tokens, so a
+# mean of micro-batch means (or a mean per row) gives other gradients than the mean per token.
+ANSWERS = [
+    "서울",
+    "부산광역시 해운대구 센텀중앙로 79",
+    "대구",
+    "인천 송도",
+    "광주광역시 서구 상무중앙로",
+]
+# fp32 sums in another order (one batch of 8 against 3 micro-batches of 90, 17 and 6 answer tokens):
+# seen up to 2.6e-7 of the largest gradient entry; a mean of micro-batch means is off by 0.33 of it.
+GRADIENT_TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
+
+
+def _one_batch_gradients(
+    model: torch.nn.Module, rows: pd.DataFrame, pad_id: int
+) -> tuple[float, dict[str, torch.Tensor]]:
+    """The plain reference: every row right-padded into one batch, one forward pass, the
+    cross-entropy of each answer token (the label of position t is predicted at t - 1) averaged
+    over all answer tokens of the batch; its loss and the gradients of the trainable weights."""
+    width = int(rows["n_tokens"].max())
+    input_ids = torch.full((len(rows), width), pad_id)
+    labels = torch.full((len(rows), width), IGNORE_INDEX)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (ids, row_labels) in enumerate(zip(rows["input_ids"], rows["labels"], strict=True)):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(ids)] = torch.tensor(row_labels)
+        attention_mask[i, : len(ids)] = 1
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    targets = labels[:, 1:]
+    answer = targets != IGNORE_INDEX
+    loss = torch.nn.functional.cross_entropy(logits[answer], targets[answer], reduction="sum")
+    loss = loss / answer.sum()
+    loss.backward()
+    gradients = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return loss.item(), gradients
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "prefix"])
+def test_accumulated_gradients_equal_one_large_batch(
+    method: str, tiny_task: TinyTask, tmp_path: Path
+) -> None:
+    """8 rows of different lengths in one optimizer step of ``grad_accum: 3`` micro-batches of 3
+    rows (the last of 2): the gradients the optimizer is given, the logged loss and gradient norm
+    equal those of one forward pass over the 8 rows with the mean loss per answer token."""
+    frame = tiny_task.train.iloc[:8]
+    rows = encode(frame.assign(target=(ANSWERS * 2)[:8]), tiny_task.tokenizer)
+    answer_lengths = rows["n_tokens"] - rows["prompt_len"]
+    assert answer_lengths.max() >= 5 * answer_lengths.min(), "the normalisation must matter"
+    trainer = make_trainer(
+        tiny_task, method, rows=rows, epochs=1, batch_size=3, grad_accum=3, max_grad_norm=1e9
+    )
+    assert trainer.total_steps == 1
+    reference = copy.deepcopy(trainer.model).train()
+    seen = {}
+    trainer.optimizer.register_step_pre_hook(
+        lambda *_: seen.update({n: p.grad.clone() for n, p in trainer.params.items()})
+    )
+    trainer.run(tmp_path / "checkpoints", tmp_path / "metrics.csv")
+
+    loss, expected = _one_batch_gradients(reference, rows, tiny_task.tokenizer.eos_id)
+    assert seen.keys() == expected.keys()
+    scale = max(float(g.abs().max()) for g in expected.values())
+    for name, gradient in expected.items():
+        torch.testing.assert_close(
+            seen[name] / scale, gradient / scale, **GRADIENT_TOLERANCE, msg=name
+        )
+    logged = pd.read_csv(tmp_path / "metrics.csv").iloc[0]
+    assert logged["loss"] == pytest.approx(loss, rel=1e-5)
+    norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in expected.values()]))
+    assert logged["grad_norm"] == pytest.approx(float(norm), rel=1e-4, abs=1e-4)
 
 
 def test_length_grouped_batches_pad_little_and_cover_every_row_once() -> None:

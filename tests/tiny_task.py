@@ -4,23 +4,26 @@ Each context mentions one of eight companies among filler sentences; the questio
 company is based; the answer is the company's city, which no context states. A model answers only by
 learning the company -> city mapping from the training rows, so an untrained model (zeroshot) scores
 near 0 and a trained one near 1 on validation rows it has never seen (new filler, same companies).
-Rows are tokenized here, not by koqa's tokenize stage, as ``[bos] prompt answer eos`` with the
-prompt's labels -100 — exactly the contract the training loop relies on.
+Rows are tokenized by the tokenize stage's own code (:func:`koqa.data.shards.encode_rows` on the
+plain template: whole-text ids, ``[bos] prompt answer eos``, the prompt's labels -100) and written
+with :func:`koqa.data.shards.write_shards`, so the training tests train on what the pipeline feeds.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from koqa.config import load_config
+from koqa.data.prompt import build_layout
+from koqa.data.shards import encode_rows, write_shards
 from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
 from koqa.model.basemodel import build_tiny_llama, pretrain, train_bpe_tokenizer
 from koqa.score.metric import char_f1
@@ -57,6 +60,7 @@ ARCH = {
     "num_heads": 2,
     "max_position_embeddings": 256,
 }
+MAX_SEQ_LEN = 128  # the task's rows need at most ~40 tokens: nothing is cut
 # the embedded config as the tiny model gets it (its toy training settings merged in)
 CONFIG = load_config(Path(__file__).parents[1] / "config.yaml")
 
@@ -81,28 +85,29 @@ def task_frame(n: int, seed: int, prefix: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def encode(frame: pd.DataFrame, tokenizer: TextTokenizer) -> pd.DataFrame:
-    """Shard rows: ids, answer-only labels, prompt length and token count."""
-    rows = []
-    for row in frame.itertuples():
-        prompt = [tokenizer.bos_id, *tokenizer.encode(TEMPLATE.format(**row._asdict()))]
-        answer = [*tokenizer.encode(" " + row.target), tokenizer.eos_id]
-        rows.append(
-            {
-                "id": row.id,
-                "input_ids": prompt + answer,
-                "labels": [-100] * len(prompt) + answer,
-                "prompt_len": len(prompt),
-                "n_tokens": len(prompt) + len(answer),
-            }
-        )
-    return pd.DataFrame(rows)
+def encode_table(frame: pd.DataFrame, tokenizer: TextTokenizer, split: str = "train") -> pa.Table:
+    """Shard rows of ``frame`` (``id, context, question, target``) as the tokenize rule makes them
+    for ``split`` (train or validation). The answer (a city) is not in the context: unaligned."""
+    unaligned = frame.assign(answer_start=pd.array([-1] * len(frame), dtype="Int64"))
+    layout = build_layout(TEMPLATE, tokenizer)
+    return encode_rows(unaligned, tokenizer, layout, MAX_SEQ_LEN, center_on_answer=split == "train")
 
 
-def write_shard_dir(rows: pd.DataFrame, path: Path) -> Path:
-    """One Parquet shard, as ``koqa.data.shards.read_shards`` expects."""
-    path.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), path / "part-00000.parquet")
+def encode(frame: pd.DataFrame, tokenizer: TextTokenizer, split: str = "train") -> pd.DataFrame:
+    """:func:`encode_table` as the training job reads it back (``read_shards``): a DataFrame."""
+    return encode_table(frame, tokenizer, split).to_pandas()
+
+
+def write_shard_dir(rows: pa.Table, tokenizer: TextTokenizer, path: Path) -> Path:
+    """The rows as the tokenize rule writes them: shards of 64 rows with their metadata."""
+    layout = build_layout(TEMPLATE, tokenizer)
+    metadata = {
+        "tokenizer": tokenizer.fingerprint,
+        "template": layout.fingerprint(),
+        "max_seq_len": MAX_SEQ_LEN,
+        "stop_ids": json.dumps(list(layout.stop_ids)),
+    }
+    write_shards(rows, path, shard_rows=64, metadata=metadata)
     return path
 
 
@@ -157,16 +162,17 @@ def build_task(root: Path) -> TinyTask:
     model.save_pretrained(base_dir, safe_serialization=True)
     hf_tokenizer.save_pretrained(base_dir)
     tokenizer = load_text_tokenizer(base_dir)
-    train_rows, validation_rows = encode(train, tokenizer), encode(validation, tokenizer)
+    train_rows = encode_table(train, tokenizer, "train")
+    validation_rows = encode_table(validation, tokenizer, "validation")
     return TinyTask(
         base_dir=base_dir,
         tokenizer=tokenizer,
         train=train,
         validation=validation,
-        train_rows=train_rows,
-        validation_rows=validation_rows,
-        train_dir=write_shard_dir(train_rows, root / "shards/train"),
-        validation_dir=write_shard_dir(validation_rows, root / "shards/validation"),
+        train_rows=train_rows.to_pandas(),
+        validation_rows=validation_rows.to_pandas(),
+        train_dir=write_shard_dir(train_rows, tokenizer, root / "shards/train"),
+        validation_dir=write_shard_dir(validation_rows, tokenizer, root / "shards/validation"),
     )
 
 
@@ -249,7 +255,7 @@ def validation_f1(model: torch.nn.Module, task: TinyTask, max_new_tokens: int = 
         task.validation["target"],
         strict=True,
     ):
-        prompt = torch.tensor([list(ids[:prompt_len])])
+        prompt = torch.tensor([list(ids[:prompt_len])], dtype=torch.long)
         output = generate(model, prompt, max_new_tokens, task.tokenizer.eos_id)[
             0, prompt.shape[1] :
         ].tolist()
