@@ -1,7 +1,9 @@
-# Shared settings and input functions. The tiny model's toy settings are merged in here, and the
-# variants and data sources are checked, before any job starts: on their own, and against the
+# Shared settings and input functions. The tiny model's toy settings are merged in here, the sweeps
+# expanded into variants, and the variants and data sources are checked, before any job starts: on their own, and against the
 # base model's family (its config.json's model_type, when the model is a local directory or in
 # the Hugging Face cache; the embedded tiny model is a llama).
+
+import re
 
 from snakemake.utils import validate
 
@@ -31,7 +33,7 @@ CAPS = source_settings(SOURCES["train"], "cap")
 
 
 wildcard_constraints:
-    variant="|".join(VARIANTS),
+    variant="|".join(map(re.escape, VARIANTS)),
     part="train|test",
     split="train|validation|test",
 
@@ -72,7 +74,7 @@ def variant_settings(wildcards):
 
 def one_of(names):
     """A wildcard constraint matching exactly the given names (nothing if there are none)."""
-    return "|".join(names) or "(?!)"
+    return "|".join(map(re.escape, names)) or "(?!)"
 
 
 def validation_shards(wildcards):
