@@ -11,6 +11,7 @@ from koqa.config import TINY, effective_config
 from koqa.data.sources import part_sources, source_settings, validation_source
 from koqa.model.families import check_families, model_type
 from koqa.model.modelpath import is_hub_id
+from koqa.tracking import check_tracking
 from koqa.train.variants import check_all, resolve_variant
 
 # model.name: tiny merges model.tiny.overrides over the defaults; the --configfile values keep
@@ -18,6 +19,7 @@ from koqa.train.variants import check_all, resolve_variant
 config.update(effective_config(config, workflow.config_settings.overwrite_config))
 validate(config, "../schemas/config.schema.yaml")
 check_all(config)
+check_tracking(config["tracking"])
 
 VARIANTS = list(config["variants"])
 TINY_MODEL = config["model"]["name"] == TINY
