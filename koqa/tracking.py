@@ -3,7 +3,9 @@
 Each train job, once its outputs are written, logs one MLflow run named after the variant (tags
 ``koqa.variant``, ``koqa.method``) in the experiment ``tracking.experiment``: the variant's settings
 as params, every row of its ``metrics.csv`` as per-step metrics (loss, val_loss, val_f1, lr,
-grad_norm) and the numbers of its summary as metrics with the summary itself as ``summary.json``.
+grad_norm), and its summary: numbers as ``summary.*`` metrics, the rest (device, booleans) as
+``summary.*`` tags. Nothing is logged as an artifact: a ``sqlite:///`` store would put artifacts in
+an ``mlruns/`` folder of the job's working directory.
 The score rule adds the variant's validation scores (``val_score.f1``, ``val_score.em``, and per
 answer length ``val_score.by_length.1-3.f1`` ...) to the newest run of that variant, or to a run of its own (the ensemble trains
 nothing). The logging reads the files the jobs wrote, so a resumed job logs its whole history.
@@ -78,19 +80,22 @@ def _params(settings: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def _numbers(record: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """The finite numbers of a (nested) record, by dotted key as MLflow allows one (``21+`` ->
-    ``21plus``); booleans and text left out."""
-    numbers = {}
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _flat(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The values of a (nested) record by dotted key, as MLflow allows one (``21+`` -> ``21plus``)."""
+    flat = {}
     for key, value in record.items():
         name = re.sub(r"[^\w./ -]", "_", f"{prefix}{key}".replace("+", "plus"))
-        if isinstance(value, Mapping):
-            numbers |= _numbers(value, f"{name}.")
-        elif (
-            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        ):
-            numbers[name] = float(value)
-    return numbers
+        flat |= _flat(value, f"{name}.") if isinstance(value, Mapping) else {name: value}
+    return flat
+
+
+def _numbers(record: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The finite numbers of a (nested) record, by dotted key (:func:`_flat`)."""
+    return {k: float(v) for k, v in _flat(record, prefix).items() if _is_number(v)}
 
 
 def _step_metrics(metrics_csv: Path) -> list[tuple[str, float, int]]:
@@ -113,7 +118,7 @@ def log_training(
     if not tracking.get("mlflow_uri"):
         return None
     with _never_failing(f"variant {settings['name']}"):
-        from mlflow.entities import Metric, Param
+        from mlflow.entities import Metric, Param, RunTag
 
         client = _client(tracking["mlflow_uri"])
         run = client.create_run(
@@ -127,11 +132,14 @@ def log_training(
         metrics = [Metric(k, v, now, step) for k, v, step in _step_metrics(metrics_csv)]
         metrics += [Metric(k, v, now, 0) for k, v in _numbers(summary, "summary.").items()]
         params = [Param(k, v) for k, v in _params(settings).items()]
+        tags = [
+            RunTag(k, str(v)) for k, v in _flat(summary, "summary.").items() if not _is_number(v)
+        ]
+        client.log_batch(run_id, tags=tags)
         for start in range(0, len(params), PARAMS_PER_CALL):
             client.log_batch(run_id, params=params[start : start + PARAMS_PER_CALL])
         for start in range(0, len(metrics), METRICS_PER_CALL):
             client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_CALL])
-        client.log_dict(run_id, summary, "summary.json")
         client.set_terminated(run_id)
         return run_id
     return None

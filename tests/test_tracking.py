@@ -38,7 +38,10 @@ def _job_files(tmp_path: Path) -> tuple[Path, Path]:
     return metrics, summary
 
 
-def test_a_train_job_and_its_score_are_one_run(tmp_path: Path) -> None:
+def test_a_train_job_and_its_score_are_one_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     tracking = {"mlflow_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "test"}
     run_id = log_training(tracking, SETTINGS, *_job_files(tmp_path))
     assert log_score(tracking, "lora_r4_s1", SCORE) == run_id
@@ -65,9 +68,14 @@ def test_a_train_job_and_its_score_are_one_run(tmp_path: Path) -> None:
         assert history == expected, key
     metrics = run.data.metrics
     assert metrics["summary.best_val_f1"] == 0.25 and "summary.ok" not in metrics
+    assert (run.data.tags["summary.ok"], run.data.tags["summary.variant"]) == ("True", "lora_r4_s1")
     assert (metrics["val_score.f1"], metrics["val_score.by_length.21plus.f1"]) == (0.5, 0.1)
-    logged = client.download_artifacts(run_id, "summary.json", str(tmp_path))
-    assert json.loads(Path(logged).read_text()) == SUMMARY
+    # nothing but the store in the working directory (no mlruns/ of artifacts)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "metrics.csv",
+        "mlflow.db",
+        "summary.json",
+    ]
 
 
 def test_a_variant_without_a_train_run_gets_its_own_and_a_rerun_a_new_one(tmp_path: Path) -> None:
