@@ -1,5 +1,6 @@
 """The effective configuration: config files merged as Snakemake merges them, then the tiny model's
-toy settings, then variants set to null removed.
+toy settings, then variants set to null removed and the sweeps expanded into variants
+(:mod:`koqa.train.sweeps`).
 
 ``config.yaml``'s ``train``, ``prompt``, ``predict`` and ``variants`` defaults are meant for a real
 7-14B model. With ``model.name: tiny`` the fragments under ``model.tiny.overrides`` are merged over
@@ -15,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
+
+from koqa.train.sweeps import expand_sweeps
 
 TINY = "tiny"
 
@@ -33,7 +36,8 @@ def deep_merge(base: Mapping, overlay: Mapping) -> dict:
 
 def effective_config(config: Mapping, user_config: Mapping | None = None) -> dict:
     """``config`` with the tiny model's ``model.tiny.overrides`` merged over it when ``model.name``
-    is ``tiny``, then ``user_config`` again on top; without the variants set to null.
+    is ``tiny``, then ``user_config`` again on top; without the variants set to null, with every
+    point of the sweeps as a variant of its own.
 
     ``config`` is the merged configuration (``config.yaml`` and every ``--configfile``);
     ``user_config`` is what the command line added to ``config.yaml`` (Snakemake's
@@ -45,6 +49,7 @@ def effective_config(config: Mapping, user_config: Mapping | None = None) -> dic
         merged = deep_merge(merged, config["model"]["tiny"].get("overrides") or {})
         merged = deep_merge(merged, user_config or {})
     merged["variants"] = {k: v for k, v in merged["variants"].items() if v is not None}
+    merged["variants"] = expand_sweeps(merged)
     return merged
 
 

@@ -1,7 +1,9 @@
-# Shared settings and input functions. The tiny model's toy settings are merged in here, and the
-# variants and data sources are checked, before any job starts: on their own, and against the
+# Shared settings and input functions. The tiny model's toy settings are merged in here, the sweeps
+# expanded into variants, and the variants and data sources are checked, before any job starts: on their own, and against the
 # base model's family (its config.json's model_type, when the model is a local directory or in
 # the Hugging Face cache; the embedded tiny model is a llama).
+
+import re
 
 from snakemake.utils import validate
 
@@ -9,6 +11,7 @@ from koqa.config import TINY, effective_config
 from koqa.data.sources import part_sources, source_settings, validation_source
 from koqa.model.families import check_families, model_type
 from koqa.model.modelpath import is_hub_id
+from koqa.tracking import check_tracking
 from koqa.train.variants import check_all, resolve_variant
 
 # model.name: tiny merges model.tiny.overrides over the defaults; the --configfile values keep
@@ -16,6 +19,7 @@ from koqa.train.variants import check_all, resolve_variant
 config.update(effective_config(config, workflow.config_settings.overwrite_config))
 validate(config, "../schemas/config.schema.yaml")
 check_all(config)
+check_tracking(config["tracking"])
 
 VARIANTS = list(config["variants"])
 TINY_MODEL = config["model"]["name"] == TINY
@@ -31,7 +35,7 @@ CAPS = source_settings(SOURCES["train"], "cap")
 
 
 wildcard_constraints:
-    variant="|".join(VARIANTS),
+    variant="|".join(map(re.escape, VARIANTS)),
     part="train|test",
     split="train|validation|test",
 
@@ -72,7 +76,7 @@ def variant_settings(wildcards):
 
 def one_of(names):
     """A wildcard constraint matching exactly the given names (nothing if there are none)."""
-    return "|".join(names) or "(?!)"
+    return "|".join(map(re.escape, names)) or "(?!)"
 
 
 def validation_shards(wildcards):

@@ -101,7 +101,7 @@ rule report_worst:
     log:
         "results/logs/report_worst/{variant}.log",
     wildcard_constraints:
-        variant="|".join(SCORED),
+        variant=one_of(SCORED),
     conda:
         "../envs/data.yaml"
     script:

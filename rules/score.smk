@@ -15,7 +15,7 @@ rule score:
     log:
         "results/logs/score/{variant}.log",
     wildcard_constraints:
-        variant="|".join(SCORED),
+        variant=one_of(SCORED),
     conda:
         "../envs/data.yaml"
     params:

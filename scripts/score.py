@@ -7,6 +7,7 @@ import pandas as pd
 from koqa.files import write_csv, write_json
 from koqa.runtime import configure_job, job_log
 from koqa.score.evaluation import evaluate, raw_gold, read_answers
+from koqa.tracking import log_score
 
 configure_job(snakemake.threads)
 with job_log(snakemake.log[0]) as log:
@@ -17,3 +18,4 @@ with job_log(snakemake.log[0]) as log:
     write_json({"variant": snakemake.wildcards.variant, **record}, snakemake.output.score)
     write_csv(worst, snakemake.output.worst)
     log.info("%s", record)
+    log_score(snakemake.config["tracking"], snakemake.wildcards.variant, record)

@@ -10,6 +10,7 @@ that the training step's estimated peak memory fits them (koqa.train.memory)."""
 from koqa.gpus import claim_gpus
 from koqa.model.modelpath import resolve_model_dir
 from koqa.runtime import configure_job, job_log
+from koqa.tracking import log_training
 
 settings = snakemake.params.settings
 gpus = int(snakemake.resources.get("gpu", 0))
@@ -49,3 +50,6 @@ with job_log(snakemake.log[0]) as log, claim_gpus(gpus):
         from koqa.train.job import run_training
 
         log.info("summary: %s", run_training(**job))
+    log_training(
+        snakemake.config["tracking"], settings, snakemake.output.metrics, snakemake.output.summary
+    )

@@ -87,11 +87,13 @@ def _free_port() -> int:
 
 def test_fsdp_on_two_nodes_makes_the_update_of_one(tiny_task: TinyTask, tmp_path: Path) -> None:
     """Full fine-tuning sharded over two torchrun "nodes" of one process each, meeting at a c10d
-    rendezvous on localhost as the nodes of a SLURM job do on their first node."""
-    run_training(**tiny_task.job(_variant("full", 4), tmp_path / "one"))
+    rendezvous on localhost as the nodes of a SLURM job do on their first node. Evaluated every 2
+    steps by validation F1: the best weights are saved after a forward pass without a backward."""
+    extra = {"eval_every": 2, "eval_rows": 12}
+    single = run_training(**tiny_task.job(_variant("full", 4, **extra), tmp_path / "one"))
     two = tmp_path / "two"
     two.mkdir()
-    job_file = Path(job_command(tiny_task.job(_variant("full", 2), two), two)[-1])
+    job_file = Path(job_command(tiny_task.job(_variant("full", 2, **extra), two), two)[-1])
     node = torchrun_command(job_file, 1, nodes=2, endpoint=f"localhost:{_free_port()}", run_id="t")
     with ExitStack() as stack:
         logs = [stack.enter_context(open(two / f"node{i}.log", "w")) for i in range(2)]
@@ -102,7 +104,8 @@ def test_fsdp_on_two_nodes_makes_the_update_of_one(tiny_task: TinyTask, tmp_path
         codes = [process.wait(timeout=600) for process in nodes]
     for i, code in enumerate(codes):
         assert code == 0, (two / f"node{i}.log").read_text()[-5000:]
-    assert json.loads((two / "summary.json").read_text())["world_size"] == 2
+    parallel = json.loads((two / "summary.json").read_text())
+    assert parallel["world_size"] == 2 and parallel["best_step"] == single["best_step"]
     largest = _assert_same_update(tmp_path / "one", two)
     print(f"FSDP: largest weight difference {largest:.2e}")
 

@@ -210,6 +210,7 @@ def test_early_stopping_keeps_the_best_weights(tiny_task: TinyTask, tmp_path: Pa
         epochs=10,
         eval_every=2,
         early_stopping_patience=2,
+        select_by="loss",
     )
     summary = trainer.run(tmp_path / "checkpoints", tmp_path / "metrics.csv")
     assert summary["stopped_early"] and summary["steps"] < summary["planned_steps"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from koqa.data.shards import encode_rows, write_shards
 from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
 from koqa.model.basemodel import build_tiny_llama, pretrain, train_bpe_tokenizer
 from koqa.score.metric import char_f1
+from koqa.train.answer_f1 import answer_f1_evaluator
 from koqa.train.job import load_trainable_model
 from koqa.train.loop import Trainer
 from koqa.train.variants import check_variant, resolve_variant
@@ -211,20 +213,34 @@ def make_trainer(
     provenance: dict | None = None,
     base_dir: Path | None = None,
     dtype: str = "auto",
+    answer_f1: Callable[[torch.nn.Module], float] | None = None,
     **overrides: object,
 ) -> Trainer:
     """A Trainer for ``method`` on the task's base model (or the one in ``base_dir``, loaded in
-    ``dtype``) as the train job loads it (LoRA-family on every linear layer)."""
+    ``dtype``) as the train job loads it (LoRA-family on every linear layer); evaluated on
+    ``eval_rows`` by the train job's F1 evaluator unless ``answer_f1`` is given."""
     extra = LORA_ALL if method in ("lora", "qlora", "dora") else {}
     variant = settings(method, **{"lr": LEARNING_RATE[method], **extra, **overrides})
     model, _ = load_trainable_model(variant, base_dir or task.base_dir, "cpu", dtype=dtype)
+    rows = task.train_rows if rows is None else rows
+    if answer_f1 is None and eval_rows is not None and variant["select_by"] == "f1":
+        answer_f1 = answer_f1_evaluator(
+            variant,
+            eval_rows,
+            rows,
+            task.tokenizer,
+            stop_ids=[],
+            pad_id=task.tokenizer.eos_id,
+            device="cpu",
+        )
     return Trainer(
         model,
-        task.train_rows if rows is None else rows,
+        rows,
         variant,
         task.tokenizer.eos_id,
         device="cpu",
         eval_rows=eval_rows,
+        answer_f1=answer_f1,
         provenance=provenance,
     )
 

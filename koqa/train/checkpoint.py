@@ -143,8 +143,10 @@ class Checkpoints:
         return self._weight_files(self.root / f"best-{step:06d}")
 
     def _write_weights(self, weights: dict[str, torch.Tensor], directory: Path) -> None:
+        """Write compact copies: after a forward pass without a backward (an evaluation), an FSDP
+        shard on the CPU can be a view into a larger buffer, which safetensors refuses to save."""
         save_torch_state_dict(
-            {name: tensor.detach().cpu() for name, tensor in weights.items()},
+            {name: tensor.detach().to("cpu", copy=True) for name, tensor in weights.items()},
             directory,
             filename_pattern=f"weights{self.part}{{suffix}}.safetensors",
             max_shard_size=MAX_FILE_SIZE,

@@ -28,12 +28,13 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel
 
-from koqa.data.shards import read_shards
+from koqa.data.shards import read_shards, stop_ids
 from koqa.data.tokenizer import load_text_tokenizer
 from koqa.files import atomic_path, read_json, write_json
 from koqa.model.adapters import save_variant, trainable_model
 from koqa.model.basemodel import load_base_model
 from koqa.model.modelpath import model_fingerprint
+from koqa.train.answer_f1 import AnswerF1, answer_f1_evaluator
 from koqa.train.loop import (
     METRIC_FIELDS,
     TIMING_FIELDS,
@@ -102,13 +103,25 @@ def _train(
     ranks other than 0) and the summary."""
     device = distributed.worker_device(pick_device(settings["device"]))
     rows, shard_metadata = read_shards(shard_dir)
-    eval_rows = read_shards(validation_dir)[0] if settings["eval_every"] else None
+    eval_rows, eval_metadata = read_shards(validation_dir) if settings["eval_every"] else (None, {})
     model, base_dtype = load_trainable_model(
         settings, base_dir, device, dtype=dtype, trust_remote_code=trust_remote_code
     )
+    tokenizer = load_text_tokenizer(base_dir)
     pad_id = model.config.pad_token_id
     if pad_id is None:  # many causal LMs have no pad token; padding is masked anyway
-        pad_id = load_text_tokenizer(base_dir).eos_id
+        pad_id = tokenizer.eos_id
+    answer_f1: AnswerF1 | None = None
+    if eval_rows is not None and settings["select_by"] == "f1":
+        answer_f1 = answer_f1_evaluator(
+            settings,
+            eval_rows,
+            rows,
+            tokenizer,
+            stop_ids=stop_ids(eval_metadata),
+            pad_id=pad_id,
+            device=device,
+        )
     trainer = Trainer(
         model,
         rows,
@@ -116,6 +129,7 @@ def _train(
         pad_id,
         device=device,
         eval_rows=eval_rows,
+        answer_f1=answer_f1,
         provenance=training_provenance(base_dir, shard_metadata),
     )
     summary = trainer.run(checkpoint_dir, *log_paths)

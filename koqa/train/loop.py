@@ -15,11 +15,13 @@ with the same identity (settings, world size, device type, autocast dtype, param
 training rows and where the base model and shards came from) resumes from the newest usable one
 and continues the step count; any other checkpoint is passed over, with the reason in the log. The
 per-step logs sit beside the checkpoints and are copied to their final place at the end:
-``metrics.csv`` (loss, validation loss, learning rate, gradient norm: the same bytes for the same
-training, resumed or not) and ``timing.csv`` (tokens, seconds, tokens/s, elapsed: wall-clock figures).
-With ``eval_every`` the loss on the validation shards is measured every that many steps (and at the
-end); the weights with the lowest validation loss are the ones kept, and ``early_stopping_patience``
-evaluations without improvement end the training.
+``metrics.csv`` (loss, validation loss and F1, learning rate, gradient norm: the same bytes for the
+same training, resumed or not) and ``timing.csv`` (tokens, seconds, tokens/s, elapsed: wall-clock
+figures). With ``eval_every`` the loss on the validation shards is measured every that many steps (and
+at the end), and with ``select_by: f1`` the character F1 of greedy answers on a subset of them too
+(:mod:`koqa.train.answer_f1`); the weights of the best evaluation by ``select_by`` (the lowest loss
+or the highest F1; ties: the earlier) are the ones kept, and ``early_stopping_patience`` evaluations
+without improvement end the training.
 
 Precision: the trainable weights and AdamW states are fp32 (peft keeps adapters in fp32 on a bf16
 base; full fine-tuning trains fp32 master weights, see :mod:`koqa.train.job`); the forward and
@@ -55,7 +57,7 @@ from koqa.train import distributed
 from koqa.train.checkpoint import Checkpoints, load_weights, set_rng_state
 
 log = logging.getLogger("koqa")
-METRIC_FIELDS = ["step", "epoch", "loss", "val_loss", "lr", "grad_norm"]
+METRIC_FIELDS = ["step", "epoch", "loss", "val_loss", "val_f1", "lr", "grad_norm"]
 TIMING_FIELDS = ["step", "tokens", "seconds", "tokens_per_s", "elapsed_s"]
 # the live step logs, in the checkpoint directory while training
 METRICS, TIMING = "metrics.csv", "timing.csv"
@@ -238,13 +240,22 @@ class Trainer:
         *,
         device: str,
         eval_rows: pd.DataFrame | None = None,
+        answer_f1: Callable[[torch.nn.Module], float] | None = None,
         provenance: dict | None = None,
     ):
-        """``provenance``: where the base model and the shards came from (see
-        :func:`koqa.train.job.training_provenance`); a checkpoint must match it to be resumed.
-        When data-parallel, ``model`` is wrapped for it (:func:`distributed.data_parallel`)."""
+        """``eval_rows``: the validation rows the loss is measured on; ``answer_f1``: the
+        validation F1 of the model's answers (:func:`koqa.train.answer_f1.answer_f1_evaluator`),
+        needed when the settings select by F1. ``provenance``: where the base model and the shards
+        came from (see :func:`koqa.train.job.training_provenance`); a checkpoint must match it to
+        be resumed. When data-parallel, ``model`` is wrapped for it
+        (:func:`distributed.data_parallel`)."""
         self.model, self.rows, self.settings, self.pad_id = model, rows, settings, pad_id
-        self.device, self.eval_rows = device, eval_rows
+        self.device, self.eval_rows, self.answer_f1 = device, eval_rows, answer_f1
+        self.by_f1 = settings["select_by"] == "f1"
+        if self.by_f1 and eval_rows is not None and settings["eval_every"] and answer_f1 is None:
+            raise ValueError(
+                f"variants.{settings['name']}.select_by: f1 needs an answer_f1 evaluator"
+            )
         self.autocast_dtype = autocast_dtype(device, settings["precision"])
         self.world = distributed.world()
         self.sharded = settings["method"] == "full" and self.world.size > 1
@@ -279,7 +290,8 @@ class Trainer:
         )
         self.step = 0
         self.elapsed = 0.0  # wall seconds of steps and evaluations, carried across resumptions
-        self.best = {"val_loss": math.inf, "step": 0, "evals_since": 0}
+        # the best evaluation so far (step 0: none yet)
+        self.best = {"step": 0, "val_loss": None, "val_f1": None, "evals_since": 0}
         self.restored_from: Path | None = None
         self._epoch_batches: tuple[int, list[list[int]]] = (-1, [])
 
@@ -414,11 +426,36 @@ class Trainer:
             loss_sum, n_answer = distributed.sum_values([loss_sum, n_answer], self.device)
         return loss_sum / n_answer
 
-    def _after_evaluation(self, val_loss: float, checkpoint_dir: Path) -> None:
+    def evaluate_f1(self) -> float:
+        """The validation F1 of the model's greedy answers. Every process answers every row (a
+        sharded model's processes must run the same forward passes) and the mean is taken, so
+        that all agree on the best step."""
+        f1 = self.answer_f1(self.model)
+        if self.world.size > 1:
+            (f1,) = distributed.sum_values([f1], self.device)
+            f1 /= self.world.size
+        return f1
+
+    def _improves(self, val_loss: float, val_f1: float | None) -> bool:
+        """Whether an evaluation beats the best so far by ``select_by`` (a tie does not)."""
+        if not self.best["step"]:
+            return True
+        if self.by_f1:
+            return val_f1 > self.best["val_f1"]
+        return val_loss < self.best["val_loss"]
+
+    def _after_evaluation(
+        self, val_loss: float, val_f1: float | None, checkpoint_dir: Path
+    ) -> None:
         """Save the weights when they are the best so far; count evaluations without
         improvement."""
-        if val_loss < self.best["val_loss"]:
-            self.best = {"val_loss": val_loss, "step": self.step, "evals_since": 0}
+        if self._improves(val_loss, val_f1):
+            self.best = {
+                "step": self.step,
+                "val_loss": val_loss,
+                "val_f1": val_f1,
+                "evals_since": 0,
+            }
             self._checkpoints(checkpoint_dir).save_best(self.step, self._local_weights())
         else:
             self.best["evals_since"] += 1
@@ -431,9 +468,10 @@ class Trainer:
         files = self._checkpoints(checkpoint_dir).best_files(self.best["step"])
         load_weights(files, self._local_weights())
         log.info(
-            "kept the weights of step %d (validation loss %.4f)",
+            "kept the weights of step %d (validation loss %.4f, F1 %s)",
             self.best["step"],
             self.best["val_loss"],
+            "not measured" if self.best["val_f1"] is None else f"{self.best['val_f1']:.4f}",
         )
 
     def _train_steps(
@@ -457,10 +495,11 @@ class Trainer:
                 result = self._optimizer_step(micro_batches)
             step_seconds = time.perf_counter() - tick
             self.step += 1
-            val_loss = None
+            val_loss = val_f1 = None
             if eval_every and (self.step % eval_every == 0 or self.step == self.total_steps):
                 val_loss = self.evaluate()
-                self._after_evaluation(val_loss, checkpoint_dir)
+                val_f1 = self.evaluate_f1() if self.by_f1 else None
+                self._after_evaluation(val_loss, val_f1, checkpoint_dir)
             self.elapsed += time.perf_counter() - tick
             stats.add(result, step_seconds)
             if logs:
@@ -470,6 +509,7 @@ class Trainer:
                         "epoch": epoch,
                         "loss": f"{result.loss:.6f}",
                         "val_loss": "" if val_loss is None else f"{val_loss:.6f}",
+                        "val_f1": "" if val_f1 is None else f"{val_f1:.6f}",
                         "lr": f"{self.scheduler.get_last_lr()[0]:.3e}",
                         "grad_norm": f"{result.grad_norm:.4f}",
                     }
@@ -531,8 +571,10 @@ class Trainer:
         }
         if eval_every:
             summary |= {
+                "select_by": self.settings["select_by"],
                 "best_step": self.best["step"],
                 "best_val_loss": self.best["val_loss"],
+                "best_val_f1": self.best["val_f1"],
                 "stopped_early": self.step < self.total_steps,
             }
         if torch.device(self.device).type == "cuda":
