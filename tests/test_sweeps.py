@@ -157,5 +157,5 @@ def test_new_points_plan_only_their_own_jobs(local_run: Path) -> None:
     new = {"lora_r2_s5", "lora_r4_s5"}
     for rule in ("train", "predict", "score"):
         assert planned[rule] - {"ensemble"} == new, (rule, planned)
-    assert "leaderboard" in planned and "ensemble" in planned
+    assert "leaderboard" in planned and "ensemble_validation" in planned
     assert "tokenize" not in planned and "base_model" not in planned

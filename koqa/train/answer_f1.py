@@ -4,9 +4,9 @@ the contest's metric, so that the weights kept are those that answer best (``tra
 The subset is ``train.eval_rows`` rows drawn once with a fixed seed: the same rows for every variant
 and every evaluation. Answers come from koqa's own batched greedy decoding
 (:func:`koqa.predict.generate.greedy_generate`, on the model as it trains, adapters unmerged),
-stop at EOS, a line break or the shards' end-of-turn token, and are cut and stripped as the
-answers rule does (:func:`koqa.predict.answers.clean_answer`; prompt labels on the same line are
-not cut). The gold is each row's target as the shards hold it (its answer tokens, decoded): the
+stop at EOS, a line break or the shards' end-of-turn token, and are cut and trimmed as the
+answers rule does before its post-processing steps (:func:`koqa.predict.answers.cut_answer`; prompt
+labels on the same line are not cut). The gold is each row's target as the shards hold it (its answer tokens, decoded): the
 text training teaches, not the uncleaned answer the score rule compares with. ``max_new_tokens``
 is the training answers' 99th-percentile token count plus 4, as ``predict.max_new_tokens: auto``
 sizes it with its defaults.
@@ -21,7 +21,7 @@ import torch
 from tokenizers import Tokenizer
 
 from koqa.data.tokenizer import TextTokenizer
-from koqa.predict.answers import clean_answer
+from koqa.predict.answers import cut_answer
 from koqa.predict.generate import (
     answer_token_budget,
     decode_answers,
@@ -61,7 +61,7 @@ class AnswerF1:
             device=self.device,
             precision=self.precision,
         )
-        answers = [clean_answer(text, []) for text in decode_answers(self.tokenizer, generated)]
+        answers = [cut_answer(text, []) for text in decode_answers(self.tokenizer, generated)]
         return sum(map(char_f1, answers, self.gold)) / len(self.gold)
 
 
