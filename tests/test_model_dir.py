@@ -244,6 +244,7 @@ def test_train_and_predict_jobs_take_a_hub_id(tiny_task: TinyTask, tmp_path: Pat
             "precision": "fp32",
             "trust_remote_code": False,
             "dtype": "auto",
+            "constrain": "never",
         },
     }
     steps = tmp_path / "steps.json"

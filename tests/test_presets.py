@@ -107,7 +107,9 @@ def test_preset_plans_the_whole_dag_against_a_local_model(
     variants = load_config(REPO / "config.yaml", preset, override)["variants"]
     assert set(planned) >= RULES
     trained = planned["train"] + planned.get("train_zeroshot", 0)  # zeroshot trains locally
-    assert trained == len(variants) and planned["predict"] == 2 * len(variants)
+    # validation is generated free and constrained by one predict_both job (predict.constrain: auto)
+    predicted = planned["predict"] + planned.get("predict_both", 0)
+    assert trained == len(variants) and predicted == 2 * len(variants)
     assert planned["tokenize"] == 3
     assert "base_model" not in planned and "download_model" not in planned
 
