@@ -27,7 +27,9 @@ from workflow_util import REPO, copy_repo, run_snakemake, snakemake_ok
 
 pytestmark = pytest.mark.slow
 
-GPU_RULES = ("train", "predict")
+# predict_both: validation generated free and constrained in one job (predict.constrain: auto);
+# likelihood: the likelihood ensemble's scoring of candidate answers
+GPU_RULES = ("train", "predict", "predict_both", "likelihood")
 # The test cluster answers at once: check job states every 2 s rather than the profile's 10 s.
 SLURM_ARGS = ("--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "2")
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: \S+/slurm_logs/rule_(\w+)/")
@@ -118,8 +120,11 @@ def test_only_gpu_jobs_went_to_slurm_each_with_a_gpu(slurm_run: tuple[Path, str]
     methods = [json.loads(path.read_text())["method"] for path in summaries]
     trained = len(methods) - methods.count("zeroshot")
     assert 0 < trained < len(methods), methods  # zeroshot's training ran locally
-    assert rules.count("train") == trained and rules.count("predict") == 2 * len(methods), rules
-    assert set(rules) == set(GPU_RULES), "a job of another rule went to SLURM"
+    predicted = rules.count("predict") + rules.count("predict_both")  # test and validation
+    assert rules.count("train") == trained and predicted == 2 * len(methods), rules
+    assert {"train", "predict"} <= set(rules) <= set(GPU_RULES), (
+        "a job of another rule went to SLURM"
+    )
     for job_id, rule in jobs:
         record = _job_record(job_id)
         assert record["JobState"] == "COMPLETED", (rule, job_id, record)
