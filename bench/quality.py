@@ -2,7 +2,7 @@
 held-out contexts, for one data setup.
 
     .venv/bin/python bench/quality.py sample              # the embedded sample, default config
-    .venv/bin/python bench/quality.py korquad             # KorQuAD 1.0 dev, bench/quality/korquad.yaml
+    .venv/bin/python bench/quality.py korquad             # KorQuAD 1.0 dev, bench/quality/small-model.yaml
         [--data FILE] [--configfile FILE ...] [--name NAME] [--cores 2] [--levers NAME ...]
         [--out results/bench/quality.json]
 
@@ -78,7 +78,7 @@ SETUPS = {
     "sample": Setup(REPO / "resources/sample/train.csv"),
     "korquad": Setup(
         REPO.parent / "shared/data/korquad/KorQuAD_v1.0_dev.json",
-        (REPO / "bench/quality/korquad.yaml",),
+        (REPO / "bench/quality/small-model.yaml",),
     ),
 }
 
