@@ -58,6 +58,16 @@ def test_prompts_sharing_a_prefix_are_grouped() -> None:
     assert groups == {(0, 2, 3): 20, (1,): 2}
 
 
+def test_a_shared_template_opening_alone_groups_nothing() -> None:
+    """Every prompt starts with the template's opening; only prompts of one context form a group
+    (chained by the opening, all prompts made one group sharing only it: no prefix saved)."""
+    opening = list(range(900, 920))  # 20 tokens, more than MIN_SHARED_TOKENS
+    contexts = [list(range(100 * k, 100 * k + 60)) for k in (1, 2, 3)]
+    prompts = [[*opening, *context, q] for context in contexts for q in (1, 2)]
+    groups = sorted((sorted(group), shared) for shared, group in prefix_groups(prompts, 16))
+    assert groups == [([0, 1], 80), ([2, 3], 80), ([4, 5], 80)]
+
+
 def test_batches_hold_whole_groups_up_to_the_batch_size() -> None:
     context = list(range(100, 120))
     prompts = [[*context, i] for i in range(5)] + [[7, 8], [9, 10, 11]]

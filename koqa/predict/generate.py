@@ -7,7 +7,9 @@ are one line; the rest would be cut anyway), or after ``max_new_tokens``.
 Little is computed twice, on padding, or for rows that are done:
 
 - *shared prefixes*: the contest's prompts put the context first, and one context carries several
-  questions. Prompts are grouped by a common prefix of at least ``MIN_SHARED_TOKENS`` tokens; a
+  questions. Prompts are grouped by a common prefix of at least ``MIN_SHARED_TOKENS`` tokens and
+  at least ``SHARED_FRACTION`` of each prompt (every prompt shares the template's opening with
+  every other; a group is the prompts of one context, not the whole set chained by that); a
   batch runs each distinct prefix once (left-padded), gives every row a copy of its prefix's cache,
   runs the rows' own suffixes (padded between prefix and suffix; positions come from the attention
   mask, so padding anywhere changes nothing) and then one token per step. A row that stops leaves
@@ -57,6 +59,7 @@ from koqa.train.loop import autocast
 
 log = logging.getLogger("koqa")
 MIN_SHARED_TOKENS = 16
+SHARED_FRACTION = 0.5
 # A batch: groups of (prefix length, prompt indices); all prompts of a group share that prefix.
 Batch = list[tuple[int, list[int]]]
 # Called at every decoding step with the prompt indices of the rows still generating and their
@@ -163,11 +166,13 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def prefix_groups(prompts: list[list[int]], min_shared: float) -> list[tuple[int, list[int]]]:
-    """Prompts grouped by a common prefix of at least ``min_shared`` tokens, as (prefix length,
-    indices); every prompt keeps at least one token after its group's prefix."""
+    """Prompts grouped by a common prefix of at least ``min_shared`` tokens and ``SHARED_FRACTION``
+    of each prompt's length, as (prefix length, indices); every prompt keeps at least one token
+    after its group's prefix."""
     groups: list[list[int]] = []
     for i in sorted(range(len(prompts)), key=lambda i: prompts[i]):
-        if groups and _common_prefix(prompts[groups[-1][0]], prompts[i]) >= min_shared:
+        shared = _common_prefix(prompts[groups[-1][0]], prompts[i]) if groups else 0
+        if shared >= max(min_shared, SHARED_FRACTION * len(prompts[i])):
             groups[-1].append(i)
         else:
             groups.append([i])
