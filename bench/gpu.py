@@ -46,7 +46,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 from koqa.model.adapters import load_variant, save_variant
 from koqa.predict.generate import greedy_generate, prepare_for_inference
 from koqa.train.job import load_trainable_model
-from koqa.train.loop import Trainer, autocast
+from koqa.train.loop import Trainer, autocast, largest_loss_window
 from koqa.train.memory import GiB, Workload, estimate_training
 from koqa.train.variants import METHODS, resolve_variant
 
@@ -156,10 +156,18 @@ def release(model: torch.nn.Module) -> None:
         torch.cuda.empty_cache()
 
 
-def workload(settings: dict, batch_size: int, seq_len: int) -> Workload:
-    """What the planner estimates for: the run's settings, weights in the checkpoint's own dtype
-    (bf16) as the train job loads them, on the device the run uses."""
-    return Workload(settings, batch_size, seq_len, "auto", device=settings["device"])
+def workload(settings: dict, data: pd.DataFrame, seq_len: int) -> Workload:
+    """What the planner estimates for, as the train job asks it: the run's settings, weights in
+    the checkpoint's own dtype (bf16) as the train job loads them, on the device the run uses, the
+    largest loss window of the run's batches."""
+    return Workload(
+        settings,
+        settings["batch_size"],
+        seq_len,
+        "auto",
+        device=settings["device"],
+        loss_window=largest_loss_window(data, settings),
+    )
 
 
 def check_methods(config: LlamaConfig, base_dir: Path, device: str, work: Path, size: dict) -> dict:
@@ -177,7 +185,7 @@ def check_methods(config: LlamaConfig, base_dir: Path, device: str, work: Path, 
         if method in ("lora", "prefix"):
             save_variant(model, settings, base_dir, work / "variants" / method)
         release(model)
-        estimate = estimate_training(config, workload(settings, size["batch"], size["seq"]))
+        estimate = estimate_training(config, workload(settings, data, size["seq"]))
         run |= {"estimate_gib": estimate.peak / GiB, "seconds": time.perf_counter() - started}
         run["finite"] = math.isfinite(run["final_loss"])
         if run["peak_gib"] is not None:
@@ -277,7 +285,7 @@ def check_throughput(
         settings = method_settings(method, device, size["batch"])
         model, run = train(base_dir, settings, data, work / f"8b-{method}")
         release(model)
-        estimate = estimate_training(config, workload(settings, size["batch"], size["seq"]))
+        estimate = estimate_training(config, workload(settings, data, size["seq"]))
         achieved = run["tokens_per_s"] * flops_per_token(config, size["seq"])
         run |= {
             "estimate_gib": estimate.peak / GiB,

@@ -40,7 +40,13 @@ with job_log(snakemake.log[0]) as log, claim_gpus(gpus):
     if settings["method"] != "zeroshot":
         from koqa.train.memory import check_job_fits
 
-        check_job_fits(snakemake.config, settings["name"], job["base_dir"], nodes * max(gpus, 1))
+        check_job_fits(
+            snakemake.config,
+            settings["name"],
+            job["base_dir"],
+            job["shard_dir"],
+            nodes * max(gpus, 1),
+        )
     if (gpus > 1 or nodes > 1) and settings["method"] != "zeroshot":
         from koqa.train.distributed import launch
 

@@ -30,7 +30,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, PretrainedConfig, Qw
 from koqa.model.adapters import trainable_model
 from koqa.model.basemodel import load_base_model
 from koqa.train.job import load_trainable_model
-from koqa.train.loop import Trainer
+from koqa.train.loop import Trainer, loss_window
 from koqa.train.memory import (
     MemoryPlanError,
     Workload,
@@ -165,7 +165,9 @@ def test_estimate_matches_the_measured_peak(
     precision: str,
 ) -> None:
     settings = _settings(method, checkpointing, precision)
-    work = Workload(settings, BATCH, SEQ, "float32", device="cpu")
+    # the loop's loss window of the measured batch (the planner traces the same windowed loss)
+    window = loss_window(_rows())
+    work = Workload(settings, BATCH, SEQ, "float32", device="cpu", loss_window=window)
     estimate = estimate_training(ARCHITECTURES[arch], work)
     measured = measured_peak(model_dirs[arch], settings, tmp_path)
     assert estimate.peak == pytest.approx(measured, rel=0.03), (estimate, measured)
@@ -263,3 +265,12 @@ def test_plan_cli_from_config_json_alone(tmp_path: Path, capsys: pytest.CaptureF
     assert by_variant.loc["full", "train_peak_gib"] > by_variant.loc["lora", "train_peak_gib"]
     printed = capsys.readouterr().out
     assert all(variant in printed for variant in table["variant"])
+    # a loss window of 8 positions: fewer logits, a lower training peak (full fine-tuning peaks
+    # in the optimizer step: no change), prediction unchanged
+    plan_main([*options, "--loss-window", "8", "--out", str(out)])
+    windowed = pd.read_csv(out, sep="\t").set_index("variant")
+    assert (windowed["loss_window"] == 8).all() and (table["loss_window"] == SEQ).all()
+    lower = windowed.loc[trained["variant"], "train_peak_gib"]
+    assert (lower <= by_variant["train_peak_gib"]).all()
+    assert (lower < by_variant["train_peak_gib"])[["lora", "qlora", "prefix"]].all()
+    assert (windowed["predict_needs_gib"] == table.set_index("variant")["predict_needs_gib"]).all()

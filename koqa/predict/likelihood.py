@@ -8,7 +8,8 @@ answer tokens what follows the prompt, then the end-of-answer ids), so its promp
 prediction shards' (checked). One forward pass per candidate, right-padded in batches of similar
 length (positions start at each row's first token, as in training), gives the mean log-probability
 per answer token, end-of-answer ids included: how likely the variant is to answer exactly that and
-stop. Prefix and prompt tuning go through peft's own forward pass, as in training's validation loss.
+stop. Prefix and prompt tuning go through peft's own forward pass, as in training's validation loss;
+the LM head runs on the candidates' positions only (:func:`koqa.train.loop.loss_window`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from koqa.files import write_parquet
 from koqa.model.adapters import load_variant
 from koqa.predict.generate import prepare_for_inference
 from koqa.score.metric import answer_chars
-from koqa.train.loop import autocast, collate, pick_device
+from koqa.train.loop import autocast, collate, loss_window, pick_device
 
 log = logging.getLogger("koqa")
 COLUMNS = ["id", "candidate", "logprob", "tokens"]
@@ -81,14 +82,18 @@ def mean_logprobs(
     result = np.zeros(len(encoded))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc="likelihood", unit="batch", mininterval=10):
-        tensors = {k: v.to(device) for k, v in collate(encoded.iloc[batch], pad_id).items()}
+        rows = encoded.iloc[batch]
+        tensors = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
+        # the logits of the candidates' window only (the last positions: text, after any virtual
+        # tokens of prompt tuning), not of every prompt token
+        window = loss_window(rows)
         with autocast(device, precision):
             logits = model(
-                input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]
+                input_ids=tensors["input_ids"],
+                attention_mask=tensors["attention_mask"],
+                logits_to_keep=window,
             ).logits
-        # prompt tuning puts its virtual tokens' logits first; the text's are the last ones
-        logits = logits[:, -tensors["input_ids"].shape[1] :]
-        targets = tensors["labels"][:, 1:]
+        targets = tensors["labels"][:, -window:][:, 1:]
         answer = targets != IGNORE_INDEX
         # only the answer positions go through log-softmax (the whole vocabulary, in fp32)
         logprobs = torch.log_softmax(logits[:, :-1][answer].float(), dim=-1)

@@ -147,6 +147,45 @@ def collate(rows: pd.DataFrame, pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
 
 
+def loss_window(rows: pd.DataFrame) -> int:
+    """How many last positions of a collated batch the loss needs logits for: from the shortest
+    prompt's last token (whose logit predicts its first answer token) to the longest row's end.
+
+    The model's LM head and the loss run on these alone (``logits_to_keep``): on contest rows ~20
+    of ~300 positions. At a 128k vocabulary every position's fp32 logits take 512 KB (2 GB for a
+    batch of 4 x 1,024 tokens, again for their gradient), and the LM head is 5-20% of a step's
+    FLOPs."""
+    return int(rows["n_tokens"].max() - rows["prompt_len"].clip(lower=1).min() + 1)
+
+
+def largest_loss_window(rows: pd.DataFrame, settings: dict) -> int:
+    """The largest :func:`loss_window` of the micro-batches of every epoch of a training (what the
+    memory plan must allow for)."""
+    columns = rows[["n_tokens", "prompt_len"]]
+    return max(
+        loss_window(columns.iloc[batch])
+        for epoch in range(settings["epochs"])
+        for batch in length_grouped_batches(
+            columns["n_tokens"].tolist(), settings["batch_size"], settings["seed"], epoch
+        )
+    )
+
+
+def prepended_labels(model: torch.nn.Module) -> int:
+    """Label positions the model puts before the batch's own: peft's prompt tuning prepends its
+    virtual tokens' (-100), and so returns their logits too."""
+    config = getattr(model, "active_peft_config", None)
+    return config.num_virtual_tokens if config and config.peft_type == "PROMPT_TUNING" else 0
+
+
+def windowed(batch: dict, window: int, prepended: int = 0) -> dict:
+    """``batch`` asking the model for the logits of its last ``window`` positions only (plus the
+    ``prepended`` ones, :func:`prepended_labels`), with the labels of those positions: the same
+    loss, without the LM head and the cross-entropy elsewhere (labels are shifted inside the model:
+    the logit at a kept position is scored against the next kept label)."""
+    return batch | {"labels": batch["labels"][:, -window:], "logits_to_keep": window + prepended}
+
+
 def answer_tokens(rows: pd.DataFrame) -> int:
     """Tokens that carry a loss: the answer and EOS (labels are shifted, so position 0 never does)."""
     return int((rows["n_tokens"] - rows["prompt_len"].clip(lower=1)).sum())
@@ -274,6 +313,7 @@ class Trainer:
         batches_per_epoch = math.ceil(len(rows) / settings["batch_size"])
         self.steps_per_epoch = math.ceil(batches_per_epoch / self.micro_per_step)
         self.total_steps = self.steps_per_epoch * settings["epochs"]
+        self.prepended = prepended_labels(model)
         self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not self.params:
             raise ValueError(f"variant {settings['name']}: no trainable parameters")
@@ -367,8 +407,10 @@ class Trainer:
         chosen = self._epoch_batches[1][first : first + self.micro_per_step]
         return [self.rows.iloc[b] for b in chosen]
 
-    def _batch(self, rows: pd.DataFrame) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.device) for k, v in collate(rows, self.pad_id).items()}
+    def _batch(self, rows: pd.DataFrame) -> dict[str, torch.Tensor | int]:
+        """The model's inputs for ``rows``, logits and loss over :func:`loss_window` only."""
+        tensors = {k: v.to(self.device) for k, v in collate(rows, self.pad_id).items()}
+        return windowed(tensors, loss_window(rows), self.prepended)
 
     def _optimizer_step(self, micro_batches: list[pd.DataFrame]) -> StepResult:
         """One accumulated step; this process runs its share of the micro-batches

@@ -5,7 +5,9 @@ The estimate runs koqa's own code on a model that holds no data: the architectur
 :func:`koqa.train.job.prepare_for_training` (peft, 4-bit NF4 layers with double quantization for
 QLoRA), its tensors turned into fake ones (``torch._subclasses.FakeTensorMode``: shapes and dtypes,
 no storage), and one training step is run on a batch of ``batch_size`` x ``seq_len`` tokens under
-the variant's autocast: forward with the loss over the whole vocabulary, backward (recomputing with
+the variant's autocast: forward with the LM head and the loss over the loss window (the loop's
+:func:`~koqa.train.loop.windowed` batch; every position unless the workload gives the window),
+backward (recomputing with
 gradient checkpointing), gradient clipping and an AdamW step with the optimizer states already in
 place. A dispatch mode adds up the bytes of every tensor storage alive after each operation; the
 most at any time is the peak that ``torch.cuda.max_memory_allocated`` reports on a GPU. Weights in
@@ -47,7 +49,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
+from koqa.data.shards import read_shards
 from koqa.train.job import prepare_for_training
+from koqa.train.loop import largest_loss_window, pick_device, prepended_labels, windowed
 from koqa.train.variants import (
     METHOD_DEFAULTS,
     VIRTUAL_TOKEN_METHODS,
@@ -111,6 +115,9 @@ class Workload:
     world_size: int = 1  # data-parallel processes, one per GPU
     fsdp: bool = False  # full fine-tuning with parameters, gradients and states sharded
     device: str = "cuda"  # cpu: the CPU's defaults (autocast, optimizer), to compare with it
+    # the last positions whose logits the loss computes (koqa.train.loop.loss_window); None: every
+    # position, the bound for batches of any mix of prompt lengths (what the plan rule assumes)
+    loss_window: int | None = None
 
     @property
     def gradient_checkpointing(self) -> bool:
@@ -435,7 +442,8 @@ def _trace_training(config: PretrainedConfig, work: Workload, trust_remote_code:
         model.train()
         tracker.enter("forward before layers")
         with _autocast(work):
-            loss = model(**_batch(work)).loss
+            window = work.loss_window or work.seq_len
+            loss = model(**windowed(_batch(work), window, prepended_labels(model))).loss
         tracker.enter("backward after layers")
         loss.backward()
         del loss
@@ -616,17 +624,21 @@ def free_gpu_bytes() -> int:
     return min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
 
 
-def check_job_fits(config: dict, variant: str, base_dir: str | Path, world_size: int) -> None:
-    """A training job about to load its model: on a GPU, the estimate for its workload must fit
-    the free memory of every GPU it has (:func:`check_training_fits`); on the CPU nothing is checked."""
-    from koqa.train.loop import pick_device
-
-    if pick_device(resolve_variant(config, variant)["device"]) != "cuda":
+def check_job_fits(
+    config: dict, variant: str, base_dir: str | Path, shard_dir: str | Path, world_size: int
+) -> None:
+    """A training job about to load its model: on a GPU, the estimate for its workload (with the
+    largest loss window of its training rows' batches) must fit the free memory of every GPU it
+    has (:func:`check_training_fits`); on the CPU nothing is checked."""
+    settings = resolve_variant(config, variant)
+    if pick_device(settings["device"]) != "cuda":
         return
+    lengths, _ = read_shards(shard_dir, columns=["n_tokens", "prompt_len"])
+    work = training_workload(config, variant, world_size)
     trust_remote_code = config["model"]["trust_remote_code"]
     check_training_fits(
         load_model_config(base_dir, trust_remote_code),
-        training_workload(config, variant, world_size),
+        replace(work, loss_window=largest_loss_window(lengths, settings)),
         free_gpu_bytes(),
         trust_remote_code,
     )

@@ -2,12 +2,17 @@
 GPU sizes it fits, from the model's ``config.json`` alone (see :mod:`koqa.train.memory`).
 
     python -m koqa.train.plan [--configfile my.yaml ...] [--model-config path/config.json]
-                              [--gpu-gb 24 48 80] [--variants NAME ...] [--out results/plan.tsv]
+                              [--gpu-gb 24 48 80] [--variants NAME ...] [--loss-window N]
+                              [--out results/plan.tsv]
 
 ``--configfile`` files are merged over the checkout's ``config.yaml`` as Snakemake merges them.
 Without ``--model-config`` the model is the config's ``model.name``: a local directory, or a Hub id
 whose ``config.json`` alone is fetched (if ``model.allow_download``) or read from the cache. No GPU
 and no weights are needed. The ``plan`` rule writes the same table to ``results/plan.tsv``.
+
+Training computes the logits only over the loss window (:func:`koqa.train.loop.loss_window`: from
+the shortest prompt's end to the batch's end), which depends on the rows; the plan assumes every
+position (a bound) unless ``--loss-window`` gives one. The train job checks its own rows' largest.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -79,14 +85,16 @@ def plan_table(
     gpu_gb: tuple[int, ...] = GPU_GB,
     trust_remote_code: bool = False,
     variants: list[str] | None = None,
+    loss_window: int | None = None,
 ) -> pd.DataFrame:
     """One row per variant (all, or ``variants``): its settings, trainable parameters, weights, the
     training step's peak and what training and prediction need of a GPU (peak, allocator slack,
-    CUDA context), in GiB, and for each size in ``gpu_gb`` (GiB of the card) whether both fit."""
+    CUDA context), in GiB, and for each size in ``gpu_gb`` (GiB of the card) whether both fit.
+    ``loss_window``: the positions training computes logits for (None: all)."""
     architecture = load_model_config(model_config, trust_remote_code)
     rows = []
     for variant in variants or config["variants"]:
-        work = training_workload(config, variant)
+        work = replace(training_workload(config, variant), loss_window=loss_window)
         predict = estimate_prediction(
             architecture, prediction_workload(config, variant), trust_remote_code
         )
@@ -95,6 +103,7 @@ def plan_table(
             "method": work.settings["method"],
             "batch_size": work.batch_size,
             "seq_len": work.seq_len,
+            "loss_window": loss_window or work.seq_len,
             "gradient_checkpointing": work.gradient_checkpointing,
             "weights_dtype": str(resolve_dtype(work.weights_dtype, architecture)).split(".")[-1],
             "trainable_params": 0,
@@ -138,6 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-config", type=Path, help="config.json (or its directory)")
     parser.add_argument("--gpu-gb", nargs="+", type=int, default=list(GPU_GB), metavar="GIB")
     parser.add_argument("--variants", nargs="+", metavar="NAME", help="only these (default: all)")
+    parser.add_argument(
+        "--loss-window", type=int, metavar="N", help="logits per row in training (default: all)"
+    )
     parser.add_argument("--out", type=Path, help="write the table here as TSV")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -146,7 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     model = config["model"]
     model_config = args.model_config or model_config_path(model["name"], model["allow_download"])
     trust_remote_code = model["trust_remote_code"]
-    table = plan_table(config, model_config, tuple(args.gpu_gb), trust_remote_code, args.variants)
+    table = plan_table(
+        config, model_config, tuple(args.gpu_gb), trust_remote_code, args.variants, args.loss_window
+    )
     if args.out:
         write_csv(table, args.out, sep="\t")
     sys.stdout.write(readable(table))
