@@ -42,6 +42,7 @@ from benchlib import (
     add_arm_arguments,
     fastest,
     load_average,
+    reset_peak_rss,
     run_arms,
     run_as_arm,
     synthetic_set,
@@ -52,9 +53,10 @@ from koqa.config import load_config
 from koqa.data.clean import clean_table
 from koqa.data.ingest import read_records
 from koqa.data.prompt import PromptLayout, build_layout
-from koqa.data.shards import EncodedSplit, encode_split, read_shards, write_shards
+from koqa.data.shards import ShardsWritten, encode_to_shards, read_shards
 from koqa.data.synonyms import load_synonyms
 from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
+from koqa.files import write_parquet
 from koqa.runtime import configure_job, peak_rss_mb
 
 DACON_ROWS = 33_716
@@ -66,24 +68,44 @@ SCALE_SLACK = 1.1  # N times the rows in at most 1.1 N times the time
 
 def koqa_prepare(
     csv_path, options, synonyms, tokenizer, layout, max_seq_len, out_dir, shard_rows
-) -> tuple[pd.DataFrame, EncodedSplit]:
-    """The pipeline's ingest + clean (and align) + tokenize + write; the kept rows and shards."""
+) -> tuple[ShardsWritten, dict[str, float]]:
+    """The pipeline's ingest + clean (and align), whose table the clean job writes, then its
+    tokenize job (read a chunk, encode, write a shard); what was written and each stage's peak
+    resident memory (the clean stage holds the whole table: duplicates are found across all rows;
+    tokenize holds a chunk)."""
     raw = read_records(csv_path, required=("answer",))
     kept = clean_table(raw, options, labelled=True, synonyms=synonyms).kept
-    encoded = encode_split(kept, tokenizer, layout, max_seq_len, "train")
-    write_shards(encoded.rows, out_dir, shard_rows, {"tokenizer": tokenizer.fingerprint})
-    return kept, encoded
+    rows_path = out_dir.with_suffix(".parquet")
+    write_parquet(kept, rows_path)
+    del raw, kept
+    peaks = {"clean": peak_rss_mb()}
+    reset_peak_rss()
+    written = encode_to_shards(
+        rows_path,
+        tokenizer,
+        layout,
+        max_seq_len,
+        "train",
+        out_dir,
+        shard_rows,
+        {"tokenizer": tokenizer.fingerprint},
+    )
+    peaks["tokenize"] = peak_rss_mb()
+    return written, peaks
 
 
-def shard_texts(kept: pd.DataFrame, encoded: EncodedSplit, layout: PromptLayout) -> list[str]:
+def shard_texts(rows_path: Path, shards: Path, layout: PromptLayout) -> list[str]:
     """The distinct texts the shards hold as whole-text encodings: prompts and prompt + answer."""
-    rows = kept.set_index("id").loc[encoded.rows.column("id").to_pylist()]
-    starts = encoded.rows.column("context_start").to_pylist()
-    ends = encoded.rows.column("context_end").to_pylist()
+    encoded, _ = read_shards(shards, columns=["id", "context_start", "context_end"])
+    rows = pd.read_parquet(rows_path).set_index("id").loc[encoded["id"]]
     prompts = [
         layout.prompt_text(context[start:end], question)
         for context, question, start, end in zip(
-            rows["context"], rows["question"], starts, ends, strict=True
+            rows["context"],
+            rows["question"],
+            encoded["context_start"],
+            encoded["context_end"],
+            strict=True,
         )
     ]
     wholes = [p + layout.target_text(t) for p, t in zip(prompts, rows["target"], strict=True)]
@@ -144,7 +166,7 @@ def run_arm(args: argparse.Namespace) -> dict:
     options = config["clean"]
     synonyms = load_synonyms(REPO / options["synonyms"]) if options["synonyms"] else {}
     out_dir = args.work / f"shards-{args.arm}"
-    (kept, encoded), seconds = _timed(
+    (written, stage_peaks), seconds = _timed(
         koqa_prepare,
         args.work / f"{args.arm}.csv",
         options,
@@ -158,16 +180,18 @@ def run_arm(args: argparse.Namespace) -> dict:
     result = {
         "seconds": seconds,
         "base_rss_mb": base_rss,
-        "peak_rss_mb": peak_rss_mb(),
-        "rows_kept": encoded.rows.num_rows,
-        "rows_dropped": len(encoded.dropped),
-        "contexts_truncated": sum(encoded.rows.column("context_truncated").to_pylist()),
+        "peak_rss_mb": max(stage_peaks.values()),
+        "stage_peak_rss_mb": stage_peaks,
+        "rows_kept": written.rows,
+        "rows_dropped": len(written.dropped),
+        "contexts_truncated": written.truncated,
         "shard_rows_read_back": len(read_shards(out_dir, columns=["id"])[0]),
     }
     if args.arm == "koqa" and not floor_texts.exists():
-        texts = shard_texts(kept, encoded, layout)
+        texts = shard_texts(out_dir.with_suffix(".parquet"), out_dir, layout)
         pd.DataFrame({"text": texts}).to_parquet(floor_texts)
     shutil.rmtree(out_dir)  # not inside the next round's timing
+    out_dir.with_suffix(".parquet").unlink()
     return result
 
 

@@ -1,13 +1,11 @@
-"""Rule tokenize: prompt + answer token ids with answer-only labels, as Parquet shards, and the rows
+"""Rule tokenize: prompt + answer token ids with answer-only labels, as Parquet shards written a chunk
+at a time (koqa.data.shards.encode_to_shards: memory flat in the split's size), and the rows
 that could not be tokenized (with their reason)."""
 
 import json
 
-import pandas as pd
-import pyarrow.compute as pc
-
 from koqa.data.prompt import layout_from_config
-from koqa.data.shards import encode_split, write_shards
+from koqa.data.shards import encode_to_shards
 from koqa.data.tokenizer import load_text_tokenizer
 from koqa.files import write_parquet
 from koqa.model.modelpath import resolve_model_dir
@@ -25,12 +23,12 @@ with job_log(snakemake.log[0]) as log:
     prompt = snakemake.params.prompt
     layout = layout_from_config(prompt, tokenizer)
     split = snakemake.wildcards.split
-    encoded = encode_split(
-        pd.read_parquet(snakemake.input.rows), tokenizer, layout, prompt["max_seq_len"], split
-    )
-    rows = encoded.rows
-    n_shards = write_shards(
-        rows,
+    written = encode_to_shards(
+        snakemake.input.rows,
+        tokenizer,
+        layout,
+        prompt["max_seq_len"],
+        split,
         snakemake.output.shards,
         snakemake.params.shard_rows,
         {
@@ -40,29 +38,29 @@ with job_log(snakemake.log[0]) as log:
             "stop_ids": json.dumps(list(layout.stop_ids)),
         },
     )
-    write_parquet(encoded.dropped, snakemake.output.dropped)
+    write_parquet(written.dropped, snakemake.output.dropped)
     log.info(
         "%d rows in %d shards; %d contexts truncated (%s); longest %d tokens, %d uncut",
-        len(rows),
-        n_shards,
-        pc.sum(rows["context_truncated"]).as_py() or 0,
+        written.rows,
+        written.shards,
+        written.truncated,
         "around the answer" if split == "train" else "start kept",
-        pc.max(rows["n_tokens"]).as_py() or 0,
-        pc.max(rows["untruncated_tokens"]).as_py() or 0,
+        written.longest,
+        written.longest_uncut,
     )
-    if len(encoded.dropped):
+    if len(written.dropped):
         log.warning(
             "dropped %d rows (listed in %s): %s",
-            len(encoded.dropped),
+            len(written.dropped),
             snakemake.output.dropped,
-            encoded.dropped["reason"].value_counts().to_dict(),
+            written.dropped["reason"].value_counts().to_dict(),
         )
-    for record in encoded.dropped.itertuples():
+    for record in written.dropped.itertuples():
         log.warning("dropped row %s: %s: %s", record.id, record.reason, record.detail)
-    if encoded.targets_apart:
+    if written.targets_apart:
         log.warning(
             "%d validation answers merge with the end of their prompt: their targets are "
             "encoded apart (validation loss only)",
-            encoded.targets_apart,
+            written.targets_apart,
         )
     log.info("stops generation at token ids %s", list(layout.stop_ids))

@@ -53,6 +53,9 @@ def test_prep_bench(tmp_path: Path) -> None:
     assert report["input"]["scaled"]["rows"] == 2 * report["input"]["koqa"]["rows"]
     for run in (koqa, report["floor"], scaled):
         assert run["peak_rss_mb"] >= run["base_rss_mb"] > 0
+    for run in (koqa, scaled):  # each stage's own peak (the tokenize stage's measured afresh)
+        assert set(run["stage_peak_rss_mb"]) == {"clean", "tokenize"}
+        assert run["peak_rss_mb"] == max(run["stage_peak_rss_mb"].values())
 
 
 def test_train_bench(tmp_path: Path) -> None:

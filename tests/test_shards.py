@@ -15,6 +15,7 @@ from koqa.data.shards import (
     IGNORE_INDEX,
     encode_rows,
     encode_split,
+    encode_to_shards,
     read_shards,
     stop_ids,
     write_shards,
@@ -207,6 +208,35 @@ def test_shards_round_trip_with_metadata(tokenizer: TextTokenizer, tmp_path: Pat
     assert meta == metadata
     assert lengths.columns.tolist() == ["n_tokens", "prompt_len"]
     assert lengths["n_tokens"].tolist() == rows.column("n_tokens").to_pylist()
+
+
+def test_the_tokenize_job_writes_a_shard_per_chunk_as_it_goes(
+    tokenizer: TextTokenizer, tmp_path: Path
+) -> None:
+    """encode_to_shards (the tokenize job, reading its rows a chunk at a time) writes the token ids
+    the whole split's encode_split gives, row for row, and collects every chunk's dropped rows."""
+    layout = build_layout(TEMPLATE, tokenizer)
+    frame = _rows(8)
+    frame.loc[[1, 6], "question"] = "영업이익은 얼마인가? " * 20  # dropped: too long for 64 tokens
+    frame.to_parquet(tmp_path / "rows.parquet")
+    whole = encode_split(frame, tokenizer, layout, 64, "train")
+    meta = {"tokenizer": tokenizer.fingerprint}
+    written = encode_to_shards(
+        tmp_path / "rows.parquet", tokenizer, layout, 64, "train", tmp_path / "shards", 3, meta
+    )
+    back, back_meta = read_shards(tmp_path / "shards")
+    assert back_meta == meta
+    assert (written.rows, written.shards) == (6, 3)  # chunks r0-r2, r3-r5, r6-r7 less r1, r6
+    assert back["id"].tolist() == whole.rows.column("id").to_pylist()
+    for column in ("input_ids", "labels"):
+        assert [list(x) for x in back[column]] == whole.rows.column(column).to_pylist()
+    assert written.dropped["id"].tolist() == whole.dropped["id"].tolist() == ["r1", "r6"]
+    assert written.longest == max(back["n_tokens"])
+    frame.iloc[:0].to_parquet(tmp_path / "none.parquet")
+    empty = encode_to_shards(
+        tmp_path / "none.parquet", tokenizer, layout, 64, "train", tmp_path / "empty", 3, meta
+    )
+    assert (empty.rows, empty.shards, len(read_shards(tmp_path / "empty")[0])) == (0, 1, 0)
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from koqa.data.prompt import PromptLayout
@@ -404,18 +405,80 @@ def stop_ids(metadata: dict[str, str]) -> list[int]:
     return json.loads(metadata.get("stop_ids", "[]"))
 
 
+def _shard_table(rows: pa.Table, metadata: dict[str, str]) -> pa.Table:
+    return rows.replace_schema_metadata({f"koqa.{k}": str(v) for k, v in metadata.items()})
+
+
 def write_shards(
     rows: pa.Table, out_dir: str | Path, shard_rows: int, metadata: dict[str, str]
 ) -> int:
     """Write ``rows`` as Parquet shards of ``shard_rows`` rows into ``out_dir``; return the count."""
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        table = rows.replace_schema_metadata({f"koqa.{k}": str(v) for k, v in metadata.items()})
+        table = _shard_table(rows, metadata)
         n_shards = max(1, -(-len(rows) // shard_rows))
         for index in range(n_shards):
             part = table.slice(index * shard_rows, shard_rows)
             pq.write_table(part, tmp / f"part-{index:05d}.parquet")
     return n_shards
+
+
+@dataclass(frozen=True)
+class ShardsWritten:
+    """What :func:`encode_to_shards` wrote: rows and shards, contexts cut, the longest row's tokens
+    (and uncut), the rows dropped and the validation targets encoded apart."""
+
+    rows: int
+    shards: int
+    truncated: int
+    longest: int
+    longest_uncut: int
+    dropped: pd.DataFrame
+    targets_apart: int
+
+
+def encode_to_shards(
+    rows_path: str | Path,
+    tokenizer: TextTokenizer,
+    layout: PromptLayout,
+    max_seq_len: int,
+    split: str,
+    out_dir: str | Path,
+    shard_rows: int,
+    metadata: dict[str, str],
+) -> ShardsWritten:
+    """:func:`encode_split` of the rows of the Parquet file ``rows_path``, ``shard_rows`` at a time,
+    each chunk written as one shard as soon as it is encoded (smaller by its dropped rows): the job
+    holds one chunk's text, encodings and ids, whatever the size of the split."""
+    parts, dropped, apart = [], [], 0
+    totals = {"rows": 0, "truncated": 0, "longest": 0, "longest_uncut": 0}
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for batch in pq.ParquetFile(rows_path).iter_batches(batch_size=shard_rows):
+            encoded = encode_split(batch.to_pandas(), tokenizer, layout, max_seq_len, split)
+            rows = encoded.rows
+            pq.write_table(_shard_table(rows, metadata), tmp / f"part-{len(parts):05d}.parquet")
+            parts.append(rows.num_rows)
+            dropped.append(encoded.dropped)
+            apart += encoded.targets_apart
+            if rows.num_rows:
+                totals["rows"] += rows.num_rows
+                totals["truncated"] += pc.sum(rows["context_truncated"]).as_py()
+                totals["longest"] = max(totals["longest"], pc.max(rows["n_tokens"]).as_py())
+                totals["longest_uncut"] = max(
+                    totals["longest_uncut"], pc.max(rows["untruncated_tokens"]).as_py()
+                )
+        if not parts:  # no rows: one empty shard, as write_shards writes
+            pq.write_table(_shard_table(SCHEMA.empty_table(), metadata), tmp / "part-00000.parquet")
+            parts.append(0)
+    return ShardsWritten(
+        shards=len(parts),
+        dropped=pd.concat(dropped, ignore_index=True)
+        if dropped
+        else pd.DataFrame(columns=DROPPED_COLUMNS),
+        targets_apart=apart,
+        **totals,
+    )
 
 
 def read_shards(
