@@ -11,7 +11,6 @@ load average when the bench ended) and ``run_date`` (UTC).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -37,13 +36,6 @@ QUESTIONS_PER_CONTEXT = (2, 3, 3, 4)  # mean 3, as in the sample
 def load_average() -> list[float]:
     """The 1, 5 and 15 minute load averages."""
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def reset_peak_rss() -> None:
-    """Start this process's peak resident memory (VmHWM) afresh from what it holds now (Linux;
-    nothing elsewhere): the next :func:`koqa.runtime.peak_rss_mb` is the peak of what follows."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
 
 
 def machine() -> dict:

@@ -14,8 +14,10 @@ options are the default ``config.yaml``.
 Measured, each arm in a fresh process (``--threads`` for the tokenizer, as a tokenize job gets),
 the arms alternating ``--rounds`` times (the fastest run of each counts):
 
-- koqa: :func:`koqa.data.ingest.read_records` + :func:`koqa.data.clean.clean_table` +
-  :func:`koqa.data.shards.encode_split` + :func:`koqa.data.shards.write_shards`;
+- koqa: :func:`koqa.data.ingest.read_records` + :func:`koqa.data.clean.clean_table`, the table
+  written as the clean job writes it, then the tokenize job in its own process as in the pipeline
+  (:func:`koqa.data.shards.encode_to_shards`: a chunk of rows read, encoded and written as a shard
+  at a time), its start-up included;
 - the floor: one ``encode_batch_fast`` call of the tokenizer on the distinct texts the shards hold
   as whole-text encodings: every row's prompt (its kept context) and every prompt + answer. No
   tokenization that gives those ids can encode less.
@@ -23,14 +25,16 @@ the arms alternating ``--rounds`` times (the fastest run of each counts):
   its time over N times koqa's time must stay at most 11/10 for N = 10.
 
 Each arm's peak memory is its process's peak resident set (Linux VmHWM), and ``base_rss_mb`` what
-the process held before the work (imports). The result, ``results/bench/prep.json``: ``figure`` is
+the process held before the work (imports); koqa's has each stage's (``stage_peak_rss_mb``). The result, ``results/bench/prep.json``: ``figure`` is
 koqa's seconds, ``baseline_figure`` the floor's, ``ratio`` their quotient (target at most 1.5).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +46,6 @@ from benchlib import (
     add_arm_arguments,
     fastest,
     load_average,
-    reset_peak_rss,
     run_arms,
     run_as_arm,
     synthetic_set,
@@ -53,45 +56,35 @@ from koqa.config import load_config
 from koqa.data.clean import clean_table
 from koqa.data.ingest import read_records
 from koqa.data.prompt import PromptLayout, build_layout
-from koqa.data.shards import ShardsWritten, encode_to_shards, read_shards
+from koqa.data.shards import encode_to_shards, read_shards
 from koqa.data.synonyms import load_synonyms
 from koqa.data.tokenizer import TextTokenizer, load_text_tokenizer
 from koqa.files import write_parquet
 from koqa.runtime import configure_job, peak_rss_mb
 
 DACON_ROWS = 33_716
-ARMS = ("koqa", "floor", "scaled")
+ARMS = ("koqa", "floor", "scaled", "tokenize")  # tokenize: a stage of koqa and scaled
 SEED = 20240701
 TARGET_RATIO = 1.5
 SCALE_SLACK = 1.1  # N times the rows in at most 1.1 N times the time
 
 
-def koqa_prepare(
-    csv_path, options, synonyms, tokenizer, layout, max_seq_len, out_dir, shard_rows
-) -> tuple[ShardsWritten, dict[str, float]]:
-    """The pipeline's ingest + clean (and align), whose table the clean job writes, then its
-    tokenize job (read a chunk, encode, write a shard); what was written and each stage's peak
-    resident memory (the clean stage holds the whole table: duplicates are found across all rows;
-    tokenize holds a chunk)."""
+def clean_stage(csv_path: Path, options: dict, synonyms: dict, rows_path: Path) -> float | None:
+    """The pipeline's ingest + clean (and align), its table written as the clean job writes it;
+    the process's peak memory (it holds the whole table: duplicates are found across all rows)."""
     raw = read_records(csv_path, required=("answer",))
     kept = clean_table(raw, options, labelled=True, synonyms=synonyms).kept
-    rows_path = out_dir.with_suffix(".parquet")
     write_parquet(kept, rows_path)
-    del raw, kept
-    peaks = {"clean": peak_rss_mb()}
-    reset_peak_rss()
-    written = encode_to_shards(
-        rows_path,
-        tokenizer,
-        layout,
-        max_seq_len,
-        "train",
-        out_dir,
-        shard_rows,
-        {"tokenizer": tokenizer.fingerprint},
-    )
-    peaks["tokenize"] = peak_rss_mb()
-    return written, peaks
+    return peak_rss_mb()
+
+
+def tokenize_stage(args: argparse.Namespace, of: str) -> dict:
+    """The tokenize job on ``of``'s cleaned rows, in its own process as the pipeline runs it
+    (read a chunk, encode, write its shard): what it wrote and its peak memory."""
+    out = args.work / f"tokenize-{of}.json"
+    command = [sys.executable, __file__, *_arm_options(args), "--arm", "tokenize"]
+    subprocess.run([*command, "--rows-of", of, "--arm-out", str(out)], check=True)
+    return json.loads(out.read_text(encoding="utf-8"))
 
 
 def shard_texts(rows_path: Path, shards: Path, layout: PromptLayout) -> list[str]:
@@ -127,6 +120,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--tokenizer", type=Path, help="a model directory (default: tiny BPE)")
     parser.add_argument("--chat-template", action="store_true", help="use its chat template")
     parser.add_argument("--out", type=Path, default=REPO / "results/bench/prep.json")
+    parser.add_argument("--rows-of", choices=ARMS, help=argparse.SUPPRESS)  # tokenize's input
     add_arm_arguments(parser, ARMS)
     return parser.parse_args()
 
@@ -163,36 +157,55 @@ def run_arm(args: argparse.Namespace) -> dict:
             "base_rss_mb": base_rss,
             "peak_rss_mb": peak,
         }
+    if args.arm == "tokenize":
+        written = encode_to_shards(
+            args.work / f"rows-{args.rows_of}.parquet",
+            tokenizer,
+            layout,
+            config["prompt"]["max_seq_len"],
+            "train",
+            args.work / f"shards-{args.rows_of}",
+            config["tokenize"]["shard_rows"],
+            {"tokenizer": tokenizer.fingerprint},
+        )
+        return {
+            "peak_rss_mb": peak_rss_mb(),
+            "base_rss_mb": base_rss,
+            "rows_kept": written.rows,
+            "rows_dropped": len(written.dropped),
+            "contexts_truncated": written.truncated,
+        }
     options = config["clean"]
     synonyms = load_synonyms(REPO / options["synonyms"]) if options["synonyms"] else {}
-    out_dir = args.work / f"shards-{args.arm}"
-    (written, stage_peaks), seconds = _timed(
-        koqa_prepare,
-        args.work / f"{args.arm}.csv",
-        options,
-        synonyms,
-        tokenizer,
-        layout,
-        config["prompt"]["max_seq_len"],
-        out_dir,
-        config["tokenize"]["shard_rows"],
-    )
+    rows_path, out_dir = args.work / f"rows-{args.arm}.parquet", args.work / f"shards-{args.arm}"
+    started = time.perf_counter()
+    clean_peak = clean_stage(args.work / f"{args.arm}.csv", options, synonyms, rows_path)
+    tokenized = tokenize_stage(args, args.arm)
+    seconds = time.perf_counter() - started
     result = {
         "seconds": seconds,
         "base_rss_mb": base_rss,
-        "peak_rss_mb": max(stage_peaks.values()),
-        "stage_peak_rss_mb": stage_peaks,
-        "rows_kept": written.rows,
-        "rows_dropped": len(written.dropped),
-        "contexts_truncated": written.truncated,
+        # the two stages' processes, as the pipeline's clean and tokenize jobs
+        "peak_rss_mb": max(clean_peak, tokenized["peak_rss_mb"]),
+        "stage_peak_rss_mb": {"clean": clean_peak, "tokenize": tokenized["peak_rss_mb"]},
+        "rows_kept": tokenized["rows_kept"],
+        "rows_dropped": tokenized["rows_dropped"],
+        "contexts_truncated": tokenized["contexts_truncated"],
         "shard_rows_read_back": len(read_shards(out_dir, columns=["id"])[0]),
     }
     if args.arm == "koqa" and not floor_texts.exists():
-        texts = shard_texts(out_dir.with_suffix(".parquet"), out_dir, layout)
+        texts = shard_texts(rows_path, out_dir, layout)
         pd.DataFrame({"text": texts}).to_parquet(floor_texts)
     shutil.rmtree(out_dir)  # not inside the next round's timing
-    out_dir.with_suffix(".parquet").unlink()
+    rows_path.unlink()
     return result
+
+
+def _arm_options(args: argparse.Namespace) -> list[str]:
+    """The options every arm's process gets from the bench's."""
+    options = [f"--{k}={v}" for k, v in (("threads", args.threads), ("work", args.work))]
+    options += [f"--tokenizer={args.tokenizer}"] if args.tokenizer else []
+    return options + (["--chat-template"] if args.chat_template else [])
 
 
 def _write_inputs(args: argparse.Namespace) -> dict:
@@ -226,9 +239,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="koqa-prep-") as work:
         args.work = Path(work)
         shape = _write_inputs(args)
-        passed = [f"--{k}={v}" for k, v in (("threads", args.threads), ("work", args.work))]
-        passed += [f"--tokenizer={args.tokenizer}"] if args.tokenizer else []
-        passed += ["--chat-template"] if args.chat_template else []
+        passed = _arm_options(args)
         runs = run_arms(Path(__file__), passed, ("koqa", "floor"), args.rounds)
         if args.scale:
             runs |= run_arms(Path(__file__), passed, ("scaled",), 1)
