@@ -452,9 +452,9 @@ def encode_to_shards(
     holds one chunk's text, encodings and ids, whatever the size of the split."""
     parts, dropped, apart = [], [], 0
     totals = {"rows": 0, "truncated": 0, "longest": 0, "longest_uncut": 0}
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir) as tmp, pq.ParquetFile(rows_path) as source:
         tmp.mkdir()
-        for batch in pq.ParquetFile(rows_path).iter_batches(batch_size=shard_rows):
+        for batch in source.iter_batches(batch_size=shard_rows):
             encoded = encode_split(batch.to_pandas(), tokenizer, layout, max_seq_len, split)
             rows = encoded.rows
             pq.write_table(_shard_table(rows, metadata), tmp / f"part-{len(parts):05d}.parquet")
@@ -471,11 +471,11 @@ def encode_to_shards(
         if not parts:  # no rows: one empty shard, as write_shards writes
             pq.write_table(_shard_table(SCHEMA.empty_table(), metadata), tmp / "part-00000.parquet")
             parts.append(0)
+    if not dropped:
+        dropped = [pd.DataFrame(columns=DROPPED_COLUMNS)]
     return ShardsWritten(
         shards=len(parts),
-        dropped=pd.concat(dropped, ignore_index=True)
-        if dropped
-        else pd.DataFrame(columns=DROPPED_COLUMNS),
+        dropped=pd.concat(dropped, ignore_index=True),
         targets_apart=apart,
         **totals,
     )
