@@ -32,7 +32,7 @@ from koqa.files import write_parquet
 from koqa.model.adapters import load_variant
 from koqa.predict.generate import prepare_for_inference
 from koqa.score.metric import answer_chars
-from koqa.train.loop import autocast, collate, loss_window, pick_device
+from koqa.train.loop import autocast, collate, loss_window, pick_device, windowed
 
 log = logging.getLogger("koqa")
 COLUMNS = ["id", "candidate", "logprob", "tokens"]
@@ -84,16 +84,16 @@ def mean_logprobs(
     for batch in tqdm(batches, desc="likelihood", unit="batch", mininterval=10):
         rows = encoded.iloc[batch]
         tensors = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
-        # the logits of the candidates' window only (the last positions: text, after any virtual
-        # tokens of prompt tuning), not of every prompt token
-        window = loss_window(rows)
+        # the logits and labels of the candidates' window only, as in training (the last
+        # positions: text, after any virtual tokens of prompt tuning; no labels go to the model)
+        tensors = windowed(tensors, loss_window(rows))
         with autocast(device, precision):
             logits = model(
                 input_ids=tensors["input_ids"],
                 attention_mask=tensors["attention_mask"],
-                logits_to_keep=window,
+                logits_to_keep=tensors["logits_to_keep"],
             ).logits
-        targets = tensors["labels"][:, -window:][:, 1:]
+        targets = tensors["labels"][:, 1:]
         answer = targets != IGNORE_INDEX
         # only the answer positions go through log-softmax (the whole vocabulary, in fp32)
         logprobs = torch.log_softmax(logits[:, :-1][answer].float(), dim=-1)
