@@ -4,7 +4,7 @@ held-out contexts, for one data setup.
     .venv/bin/python bench/quality.py sample              # the embedded sample, default config
     .venv/bin/python bench/quality.py korquad             # KorQuAD 1.0 dev, bench/quality/small-model.yaml
         [--data FILE] [--configfile FILE ...] [--name NAME] [--cores 2] [--levers NAME ...]
-        [--out results/bench/quality.json]
+        [--synthetic N] [--out results/bench/quality.json]
 
 A setup is a labelled training file and the ``--configfile``\\ s it runs with. Its whole contexts are
 split once (seeded) into the rows the pipeline may use (``data.train``; the pipeline holds out its own
@@ -21,9 +21,15 @@ setting or asks for it). After each run the harness collects every scored varian
 (``results/scores/<variant>.json``) and scores its held-out answers (``predictions/<variant>/test.csv``)
 against the gold file with :mod:`koqa.score.metric`.
 
+``--synthetic N`` adds N cloze questions per sentence of each training context
+(:mod:`synthetic_qa`) as a second training source, ``synthetic``; validation rows stay real
+questions (``split.validation_source: train``). With ``--configfile bench/quality/synthetic.yaml``
+and its own ``--name``, this is the experiment docs/quality.md reports.
+
 Output: ``results/bench/quality.json`` (one record per run name, lever and variant, with the
 post-processing each variant kept on validation, the lever run's wall time and the load averages
-after it) and ``results/bench/quality.md`` (one Markdown table per run name), merged with the other
+after it) and ``results/bench/quality.md`` (one Markdown table per run name: a row per lever, a
+column per variant), merged with the other
 runs' records already there. The first run of a name trains every variant; later runs reuse its
 scratch directory and retrain only what changed.
 """
@@ -38,14 +44,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+from synthetic_qa import synthetic_rows  # noqa: E402
 
 from koqa.data.ingest import read_records  # noqa: E402
 from koqa.files import atomic_path, read_json, write_json  # noqa: E402
@@ -55,6 +63,7 @@ from koqa.score.evaluation import read_answers, score_record  # noqa: E402
 WORKFLOW = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "report",
             "resources", "koqa", "profiles", "presets", "bench"]  # fmt: skip
 HELDOUT = "heldout"  # the scratch directory's folder of split data
+SYNTHETIC = "synthetic"  # the name of the synthetic questions' training source and file
 PLACEHOLDER = "answer"  # the sample submission's answer, as the contest's has it
 # the leaderboard (validation F1) and the submission, whose inputs are every scored variant's
 # held-out answers
@@ -66,12 +75,14 @@ DECISIONS = ("postprocess.json", "snap.json")
 
 @dataclass(frozen=True)
 class Setup:
-    """A labelled training file and the config files the pipeline runs it with."""
+    """A labelled training file and the config files the pipeline runs it with; ``synthetic``: cloze
+    questions per sentence of each training context added as a second training source (0: none)."""
 
     data: Path
     configfiles: tuple[Path, ...] = ()
     test_fraction: float = 0.10
     seed: int = 13
+    synthetic: int = 0
 
 
 SETUPS = {
@@ -153,15 +164,32 @@ def prepare(scratch: Path, setup: Setup) -> Path:
         if not link.is_symlink():
             link.symlink_to(REPO / name)
     counts = split_heldout(setup.data, scratch / HELDOUT, setup.test_fraction, setup.seed)
-    print(f"held-out split of {setup.data}: {counts}", flush=True)
-    overlay = {
+    overlay: dict = {
         "data": {
             "train": f"{HELDOUT}/train.json",
             "test": f"{HELDOUT}/test.csv",
             "sample_submission": f"{HELDOUT}/sample_submission.csv",
         }
     }
+    if setup.synthetic:
+        counts["synthetic_rows"] = write_synthetic(scratch / HELDOUT, setup.synthetic, setup.seed)
+        synthetic = {"path": f"{HELDOUT}/{SYNTHETIC}.json", "name": SYNTHETIC}
+        overlay["data"]["train"] = [overlay["data"]["train"], synthetic]
+        # validation rows are real questions only; synthetic rows of their contexts do not train
+        overlay["split"] = {"validation_source": "train"}
+    print(f"held-out split of {setup.data}: {counts}", flush=True)
     return _write_yaml(overlay, scratch / HELDOUT / "data.yaml")
+
+
+def write_synthetic(folder: Path, per_sentence: int, seed: int) -> int:
+    """Write ``folder/synthetic.json``: cloze questions over the contexts of ``folder/train.json``
+    (never the held-out ones; :mod:`synthetic_qa`). Returns their number."""
+    contexts = dict.fromkeys(
+        row["context"] for row in json.loads((folder / "train.json").read_text())
+    )
+    rows = synthetic_rows(contexts, per_sentence, seed)
+    _write_text(json.dumps(rows, ensure_ascii=False), folder / f"{SYNTHETIC}.json")
+    return len(rows)
 
 
 def _write_yaml(data: dict, path: Path) -> Path:
@@ -216,13 +244,13 @@ def collect(scratch: Path) -> list[dict]:
 
 
 def markdown(records: list[dict]) -> str:
-    """One table per setup: a row per variant, validation / held-out F1 per lever."""
+    """One table per setup: a row per lever, validation / held-out F1 per variant."""
     out = []
     for setup, rows in pd.DataFrame(records).groupby("setup", sort=False):
         cells = rows.assign(f1=rows["validation_f1"].map("{:.3f}".format) + " / "
                             + rows["test_f1"].map("{:.3f}".format))  # fmt: skip
-        table = cells.pivot(index="variant", columns="lever", values="f1")
-        table = table[list(dict.fromkeys(rows["lever"]))]
+        table = cells.pivot(index="lever", columns="variant", values="f1")
+        table = table.loc[list(dict.fromkeys(rows["lever"]))]
         out.append(f"### {setup} (validation F1 / held-out F1)\n\n{table.to_markdown()}\n")
     return "\n".join(out)
 
@@ -241,13 +269,21 @@ def main() -> None:
     parser.add_argument(
         "--name", help="the run's name: its scratch directory and table (default: the setup's)"
     )
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        help="cloze questions per sentence of each training context, added as a training source"
+        " (bench/synthetic_qa.py; default: the setup's, none)",
+    )
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--levers", nargs="+", help="lever names (default: all of LEVERS)")
     parser.add_argument("--out", type=Path, default=REPO / "results/bench/quality.json")
     args = parser.parse_args()
     setup = SETUPS[args.setup]
     if args.data:
-        setup = Setup(args.data, setup.configfiles, setup.test_fraction, setup.seed)
+        setup = replace(setup, data=args.data)
+    if args.synthetic is not None:
+        setup = replace(setup, synthetic=args.synthetic)
     levers = [lever for lever in LEVERS if not args.levers or lever.name in args.levers]
     name = args.name or args.setup
     scratch = REPO / "results/bench/quality" / name

@@ -120,3 +120,44 @@ def test_collect_scores_heldout_answers_against_the_gold_file(tmp_path: Path) ->
     assert records["ensemble"]["postprocessing"] is None
     table = quality.markdown([{"setup": "s", "lever": "baseline"} | r for r in records.values()])
     assert f"0.500 / {expected:.3f}" in table
+
+
+def test_cloze_questions_ask_for_a_noun_or_a_whole_date_at_its_place() -> None:
+    import random
+
+    from synthetic_qa import DATE, cloze_questions
+
+    context = "머리말. 1989년 2월 15일 서울 농민 시위를 주도한 혐의로 임종석이 지명수배되었다."
+    rows = cloze_questions(context, per_sentence=10, rng=random.Random(0))
+    answers = [row["answer"] for row in rows]
+    # every word of the date reaches the whole date, once; particles are left out; words with
+    # neither a particle nor a digit (서울, 주도한) and the short sentence are not asked about
+    assert sorted(answers) == sorted(["1989년 2월 15일", "시위", "혐의", "임종석"])
+    for row in rows:
+        assert context[row["answer_start"] :].startswith(row["answer"])
+        assert row["answer"] not in row["question"]
+        assert row["question"].endswith("?")
+    date = next(row for row in rows if row["answer"].startswith("1989"))
+    assert DATE.search(date["answer"]) and date["question"].split()[0] == "서울"
+
+
+def test_synthetic_questions_train_beside_the_real_ones_and_never_see_held_out_contexts(
+    tmp_path: Path,
+) -> None:
+    setup = quality.Setup(SAMPLE, synthetic=2)
+    overlay = yaml.safe_load(quality.prepare(tmp_path, setup).read_text(encoding="utf-8"))
+    synthetic = read_records(tmp_path / quality.HELDOUT / "synthetic.json", required=("answer",))
+    train = read_records(tmp_path / quality.HELDOUT / "train.json", required=("answer",))
+    test = read_records(tmp_path / quality.HELDOUT / "test.csv")
+    assert len(synthetic) > len(train)
+    assert set(synthetic["context"]) <= set(train["context"])
+    assert not set(synthetic["context"]) & set(test["context"])
+    for row in synthetic.itertuples():
+        assert row.context[int(row.answer_start) :].startswith(row.answer)
+    configfiles = [*quality.SETUPS["korquad"].configfiles, REPO / "bench/quality/synthetic.yaml"]
+    config = load_config(
+        REPO / "config.yaml", *configfiles, tmp_path / quality.HELDOUT / "data.yaml"
+    )
+    jsonschema.Draft202012Validator(SCHEMA).validate(config)
+    assert [s["name"] for s in overlay["data"]["train"][1:]] == [quality.SYNTHETIC]
+    assert overlay["split"]["validation_source"] == "train"
