@@ -29,9 +29,8 @@ and its own ``--name``, this is the experiment docs/quality.md reports.
 Output: ``results/bench/quality.json`` (one record per run name, lever and variant, with the
 post-processing each variant kept on validation, the lever run's wall time and the load averages
 after it) and ``results/bench/quality.md`` (one Markdown table per run name: a row per lever, a
-column per variant), merged with the other
-runs' records already there. The first run of a name trains every variant; later runs reuse its
-scratch directory and retrain only what changed.
+column per variant), merged with the other runs' records already there. The first run of a name
+trains every variant; later runs reuse its scratch directory and retrain only what changed.
 """
 
 from __future__ import annotations

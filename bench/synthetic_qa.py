@@ -4,11 +4,12 @@ small model trained from scratch, which has too few real questions to learn the 
 A question is one sentence of a context with a noun (or a number, or a date of several words) taken
 out and a question ending put after it, the taken-out words its answer, at their place in the
 context: ``1989년 2월 15일 여의도 농민 폭력 시위를 주도한 혐의로 지명수배되었다.`` gives
-``여의도 농민 폭력 시위를 주도한 혐의로 지명수배되었다 날은?`` → ``1989년 2월 15일``. KorQuAD's
+``여의도 농민 폭력 시위를 주도한 혐의로 지명수배되었다 언제인가?`` → ``1989년 2월 15일``. KorQuAD's
 questions are mostly such rewordings of one sentence (its answer an entity, number or date without
-its particle), so these teach what they need: find the sentence that matches the question and copy
-the missing words. Hand-written because no library makes Korean cloze questions; it knows only
-particles and digits (no tagger), which is enough for rows whose answers the pipeline aligns as given.
+its particle), so these ask for the same skill: find the sentence that matches the question and
+copy the missing words (docs/quality.md: for the 1.32M-parameter model they did not help within
+1,500 steps). Hand-written because no library makes Korean cloze questions; it knows only particles
+and digits, no tagger, so a noun that ends in a particle's letters loses them (여의도 → 여의).
 """
 
 from __future__ import annotations
