@@ -25,8 +25,9 @@ the arms alternating ``--rounds`` times (the fastest run of each counts):
   its time over N times koqa's time must stay at most 11/10 for N = 10.
 
 Each arm's peak memory is its process's peak resident set (Linux VmHWM), and ``base_rss_mb`` what
-the process held before the work (imports); koqa's has each stage's (``stage_peak_rss_mb``). The result, ``results/bench/prep.json``: ``figure`` is
-koqa's seconds, ``baseline_figure`` the floor's, ``ratio`` their quotient (target at most 1.5).
+the process held before the work (imports); koqa's has each stage's (``stage_peak_rss_mb``). The
+result, ``results/bench/prep.json``: ``figure`` is koqa's seconds, ``baseline_figure`` the floor's,
+``ratio`` their quotient (target at most 1.5).
 """
 
 from __future__ import annotations

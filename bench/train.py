@@ -27,8 +27,8 @@ The model is the default config's tiny Llama with LoRA (r 16 on every linear lay
    ``torch.mm`` peak measured in this process (the best of large square products, before and after
    the training). Target: at least 0.6. ``mfu_as_computed`` counts the LM head only at the
    positions the loop runs it on (the loss window: the answer's 9 of 256), a few % lower.
-   torch.profiler then shows where a step's time goes, by the
-   loop's ``koqa.*`` record_function labels (data, forward, backward, optimizer).
+   torch.profiler then shows where a step's time goes, by the loop's ``koqa.*`` record_function
+   labels (data, forward, backward, optimizer).
 3. Each method trains ``--rss-steps`` steps in a fresh process on the same data to report its peak
    resident memory (0: skipped).
 

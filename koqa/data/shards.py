@@ -405,8 +405,10 @@ def stop_ids(metadata: dict[str, str]) -> list[int]:
     return json.loads(metadata.get("stop_ids", "[]"))
 
 
-def _shard_table(rows: pa.Table, metadata: dict[str, str]) -> pa.Table:
-    return rows.replace_schema_metadata({f"koqa.{k}": str(v) for k, v in metadata.items()})
+def _write_shard(folder: Path, index: int, rows: pa.Table, metadata: dict[str, str]) -> None:
+    """Write shard number ``index`` of ``folder``, with ``metadata`` in its schema (``koqa.*``)."""
+    table = rows.replace_schema_metadata({f"koqa.{k}": str(v) for k, v in metadata.items()})
+    pq.write_table(table, folder / f"part-{index:05d}.parquet")
 
 
 def write_shards(
@@ -415,11 +417,9 @@ def write_shards(
     """Write ``rows`` as Parquet shards of ``shard_rows`` rows into ``out_dir``; return the count."""
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        table = _shard_table(rows, metadata)
         n_shards = max(1, -(-len(rows) // shard_rows))
         for index in range(n_shards):
-            part = table.slice(index * shard_rows, shard_rows)
-            pq.write_table(part, tmp / f"part-{index:05d}.parquet")
+            _write_shard(tmp, index, rows.slice(index * shard_rows, shard_rows), metadata)
     return n_shards
 
 
@@ -457,7 +457,7 @@ def encode_to_shards(
         for batch in source.iter_batches(batch_size=shard_rows):
             encoded = encode_split(batch.to_pandas(), tokenizer, layout, max_seq_len, split)
             rows = encoded.rows
-            pq.write_table(_shard_table(rows, metadata), tmp / f"part-{len(parts):05d}.parquet")
+            _write_shard(tmp, len(parts), rows, metadata)
             parts.append(rows.num_rows)
             dropped.append(encoded.dropped)
             apart += encoded.targets_apart
@@ -469,10 +469,9 @@ def encode_to_shards(
                     totals["longest_uncut"], pc.max(rows["untruncated_tokens"]).as_py()
                 )
         if not parts:  # no rows: one empty shard, as write_shards writes
-            pq.write_table(_shard_table(SCHEMA.empty_table(), metadata), tmp / "part-00000.parquet")
+            _write_shard(tmp, 0, SCHEMA.empty_table(), metadata)
             parts.append(0)
-    if not dropped:
-        dropped = [pd.DataFrame(columns=DROPPED_COLUMNS)]
+            dropped.append(pd.DataFrame(columns=DROPPED_COLUMNS))
     return ShardsWritten(
         shards=len(parts),
         dropped=pd.concat(dropped, ignore_index=True),

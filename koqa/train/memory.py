@@ -7,10 +7,10 @@ QLoRA), its tensors turned into fake ones (``torch._subclasses.FakeTensorMode``:
 no storage), and one training step is run on a batch of ``batch_size`` x ``seq_len`` tokens under
 the variant's autocast: forward with the LM head and the loss over the loss window (the loop's
 :func:`~koqa.train.loop.windowed` batch; every position unless the workload gives the window),
-backward (recomputing with
-gradient checkpointing), gradient clipping and an AdamW step with the optimizer states already in
-place. A dispatch mode adds up the bytes of every tensor storage alive after each operation; the
-most at any time is the peak that ``torch.cuda.max_memory_allocated`` reports on a GPU. Weights in
+backward (recomputing with gradient checkpointing), gradient clipping and an AdamW step with the
+optimizer states already in place. A dispatch mode adds up the bytes of every tensor storage
+alive after each operation; the most at any time is the peak that
+``torch.cuda.max_memory_allocated`` reports on a GPU. Weights in
 their dtype, 4-bit packing, the trainable parameters and their gradients, AdamW's two states,
 activations kept for backward (fewer with checkpointing; SDPA attention), the logits and the loss's
 float copies of them all come out of the trace rather than from a formula; so do the architectures
